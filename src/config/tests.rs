@@ -1,0 +1,217 @@
+use super::*;
+
+const BASE: &str = "name: t
+seeds: [0]
+defaults:
+  model: {d_model: 16, ff: 64, layers: 1, heads: 2}
+  positional: {scheme: sinusoidal}
+  task: {name: copy, symbols: 4, train_lengths: [1, 4]}
+  train: {steps: 10, warmup: 2}
+  eval: {lengths: [2, 4, 8], samples: 8}
+";
+
+fn err(text: &str) -> ConfigError {
+    parse(text, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).expect_err("config should be rejected")
+}
+
+/// Asserts the error points at `line` and its message contains every fragment.
+fn check(e: &ConfigError, line: usize, fragments: &[&str]) {
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("exp.yaml:{line}:")),
+        "wrong line: {shown}"
+    );
+    for f in fragments {
+        assert!(shown.contains(f), "`{f}` missing from: {shown}");
+    }
+}
+
+#[test]
+fn base_config_is_valid() {
+    let spec = parse(BASE, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).unwrap();
+    assert_eq!(spec.variants.len(), 1);
+    assert_eq!(
+        spec.variants[0].positional.options["base"],
+        serde_json::json!(10000.0)
+    );
+}
+
+#[test]
+fn unknown_key_in_a_section() {
+    let e = err(&BASE.replace("layers: 1", "layres: 1"));
+    check(
+        &e,
+        4,
+        &[
+            "model.layres",
+            "unknown key `layres`",
+            "d_model, ff, layers",
+            "did you mean `layers`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let e = err(&format!("{BASE}gird: {{}}\n"));
+    check(
+        &e,
+        9,
+        &["unknown key `gird`", "grid", "did you mean `grid`"],
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let e = err(&BASE.replace("steps: 10", "steps: ten"));
+    check(&e, 7, &["train.steps", "invalid type"]);
+}
+
+#[test]
+fn unknown_scheme_with_suggestion() {
+    let e = err(&BASE.replace("scheme: sinusoidal", "scheme: sinusodal"));
+    check(
+        &e,
+        5,
+        &[
+            "positional.scheme",
+            "unknown scheme `sinusodal`",
+            "none, sinusoidal, learned",
+            "did you mean `sinusoidal`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_task_with_suggestion() {
+    let e = err(&BASE.replace("name: copy", "name: cpy"));
+    check(
+        &e,
+        6,
+        &[
+            "task.name",
+            "unknown task `cpy`",
+            "copy, reverse",
+            "did you mean `copy`",
+        ],
+    );
+}
+
+#[test]
+fn unsupported_d_model() {
+    let e = err(&BASE.replace("d_model: 16", "d_model: 48"));
+    check(
+        &e,
+        4,
+        &["model.d_model", "48", "valid: 16, 32, 64, 128, 256"],
+    );
+}
+
+#[test]
+fn unsupported_ff() {
+    let e = err(&BASE.replace("ff: 64", "ff: 100"));
+    check(&e, 4, &["model.ff", "valid: 64"]);
+}
+
+#[test]
+fn heads_must_divide_d_model() {
+    let e = err(&BASE.replace("heads: 2", "heads: 3"));
+    check(
+        &e,
+        4,
+        &[
+            "model.heads",
+            "do not divide d_model 16",
+            "valid: 1, 2, 4, 8, 16",
+        ],
+    );
+}
+
+#[test]
+fn learned_past_max_positions() {
+    // Eval length 8 → 2·8 + 2 = 18 input tokens → positions up to 17.
+    let e = err(&BASE.replace("scheme: sinusoidal", "scheme: learned, max_positions: 10"));
+    check(
+        &e,
+        5,
+        &[
+            "positional.max_positions",
+            "up to 17",
+            "max_positions >= 18",
+        ],
+    );
+}
+
+#[test]
+fn option_not_taken_by_scheme() {
+    let e = err(&BASE.replace("scheme: sinusoidal", "scheme: none, base: 100"));
+    check(
+        &e,
+        5,
+        &["positional.base", "unknown key `base`", "scheme `none`"],
+    );
+}
+
+#[test]
+fn grid_value_error_points_at_the_grid_entry() {
+    let text = format!("{BASE}grid:\n  positional.scheme: [none, alibi, lerned]\n");
+    let e = err(&text);
+    check(
+        &e,
+        10,
+        &[
+            "positional.scheme",
+            "unknown scheme `lerned`",
+            "did you mean `learned`",
+            "[in run positional.scheme=lerned]",
+        ],
+    );
+}
+
+#[test]
+fn grid_key_must_name_a_section() {
+    let e = err(&format!("{BASE}grid:\n  positonal.scheme: [none]\n"));
+    check(&e, 10, &["positonal.scheme", "did you mean `positional`"]);
+}
+
+#[test]
+fn combination_error_names_the_run() {
+    // learned with a short table is fine alone (eval ≤ 8) but not with eval length 40.
+    let text = BASE.replace("scheme: sinusoidal", "scheme: learned, max_positions: 20")
+        + "grid:\n  eval.lengths: [[2, 4, 8], [2, 40]]\n";
+    let e = err(&text);
+    check(&e, 5, &["max_positions", "[in run eval.lengths=[2,40]]"]);
+}
+
+#[test]
+fn bad_experiment_name() {
+    for name in ["../escape", "/abs", "a/b", ".hidden", ""] {
+        let e = err(&BASE.replace("name: t", &format!("name: '{name}'")));
+        check(&e, 1, &["cannot be a directory name"]);
+    }
+}
+
+#[test]
+fn too_many_runs() {
+    let text = format!("{BASE}grid:\n  train.lr: [0.1, 0.2, 0.3]\n  train.steps: [1, 2, 3, 4]\n");
+    let e = parse(&text, Path::new("exp.yaml"), 10).unwrap_err();
+    check(&e, 9, &["12 runs", "--max-runs"]);
+}
+
+#[test]
+fn empty_file_and_syntax_error() {
+    check(&err(""), 1, &["empty"]);
+    let e = err("name: t\ndefaults: {model: [\n");
+    assert!(e.to_string().starts_with("exp.yaml:"), "{e}");
+}
+
+#[test]
+fn exclude_that_matches_nothing_warns() {
+    let text = format!("{BASE}grid:\n  positional.scheme: [none, sinusoidal]\nexclude:\n  - {{positional.scheme: rope}}\n");
+    let spec = parse(&text, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).unwrap();
+    assert_eq!(spec.variants.len(), 2);
+    assert!(spec
+        .warnings
+        .iter()
+        .any(|w| w.contains("exclude[0] matches no grid point")));
+}

@@ -1,0 +1,150 @@
+//! Command-line entry point: argument parsing and dispatch only.
+
+use clap::{Parser, Subcommand};
+use posembed::config::{self, ConfigError};
+use posembed::runner::{self, RunOptions};
+use posembed::{plan, positional, report, results, tasks};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "posembed",
+    version,
+    about = "Positional-embedding ablations for Transformers: YAML sweep → training → tables and charts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train every run of an experiment file, then write results/<name>/ and reports/<name>/.
+    /// Runs that already have a record are skipped, so an interrupted sweep resumes.
+    Run {
+        /// The experiment YAML file.
+        file: PathBuf,
+        /// Runs trained at once (default: number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Retrain runs that are already complete.
+        #[arg(long)]
+        force: bool,
+        /// Where results/<name>/ goes.
+        #[arg(long, default_value = "results")]
+        results_dir: PathBuf,
+        /// Where reports/<name>/ goes.
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+        /// Refuse files that expand to more runs than this.
+        #[arg(long, default_value_t = config::DEFAULT_MAX_RUNS)]
+        max_runs: usize,
+    },
+    /// Validate an experiment file and print its runs (run_id, seed, varying parameters) without training.
+    Plan {
+        file: PathBuf,
+        #[arg(long, default_value_t = config::DEFAULT_MAX_RUNS)]
+        max_runs: usize,
+    },
+    /// Re-render tables and charts from a results directory's parquet files.
+    Report {
+        /// A results/<name>/ directory.
+        dir: PathBuf,
+        /// Output directory (default: reports/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the positional schemes with their options, defaults and citation.
+    Schemes,
+    /// List the tasks.
+    Tasks,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(config_error) = err.downcast_ref::<ConfigError>() {
+                eprintln!("error: {config_error}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            file,
+            jobs,
+            force,
+            results_dir,
+            reports_dir,
+            max_runs,
+        } => {
+            let defaults = RunOptions::default();
+            let opts = RunOptions {
+                jobs: jobs.unwrap_or(defaults.jobs),
+                force,
+                results_root: results_dir,
+                reports_root: reports_dir,
+                max_runs,
+            };
+            let summary = runner::run_sweep(&file, &opts)?;
+            println!(
+                "{} runs planned, {} trained, {} skipped; results in {}, report in {}",
+                summary.planned,
+                summary.trained,
+                summary.skipped,
+                summary.results_dir.display(),
+                summary.reports_dir.display()
+            );
+            if summary.unsuccessful.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("\n{} runs did not finish ok:", summary.unsuccessful.len());
+            for (id, status, error) in &summary.unsuccessful {
+                println!("  {id}  {:<8}  {error}", status.as_str());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Command::Plan { file, max_runs } => {
+            let spec = config::load(&file, max_runs)?;
+            for warning in &spec.warnings {
+                eprintln!("warning: {}: {warning}", file.display());
+            }
+            print!("{}", plan::table(&plan::expand(&spec)));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { dir, out } => {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let out = out.unwrap_or_else(|| PathBuf::from("reports").join(name));
+            let frames = results::read(&dir)?;
+            for path in report::render(&frames, &out)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schemes => {
+            for s in positional::SCHEMES {
+                println!("{:<12} {}", s.name, s.summary);
+                println!("{:<12} options (defaults): {}", "", (s.defaults)());
+                println!("{:<12} {}", "", s.citation);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tasks => {
+            for t in tasks::TASKS {
+                println!("{:<12} {}", t.name, t.summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

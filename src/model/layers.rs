@@ -1,0 +1,63 @@
+//! Linear and LayerNorm with compile-time widths.
+
+use super::param::{Param, ParamVisitor};
+use dfdx::prelude::*;
+use rand_chacha::ChaCha8Rng;
+
+/// Rows of activations: (batch, seq, width) with runtime batch and seq.
+pub type Act<const W: usize, Dev, T> = Tensor<(usize, usize, Const<W>), f32, Dev, T>;
+
+/// y = x Wᵀ + b.
+pub struct Linear<const I: usize, const O: usize, Dev: Device<f32>> {
+    weight: Param<(Const<O>, Const<I>), Dev>,
+    bias: Param<(Const<O>,), Dev>,
+}
+
+impl<const I: usize, const O: usize, Dev: Device<f32>> Linear<I, O, Dev> {
+    pub fn new(dev: &Dev, std: f32, rng: &mut ChaCha8Rng) -> Self {
+        Linear {
+            weight: Param::normal(dev, (Const, Const), std, true, rng),
+            bias: Param::filled(dev, (Const,), 0.0),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<I, Dev, T>) -> Act<O, Dev, T> {
+        let (b, s, _) = *x.shape();
+        // (b·s, I) × (I, O): one large product instead of b small ones.
+        let rows = x.reshape_like(&(b * s, Const::<I>));
+        let y = rows.matmul(self.weight.on::<T>().permute());
+        let y = y + self.bias.on::<T>().broadcast_like(&(b * s, Const::<O>));
+        y.reshape_like(&(b, s, Const::<O>))
+    }
+
+    pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
+        f(&mut self.weight);
+        f(&mut self.bias);
+    }
+}
+
+/// LayerNorm over the last axis with learned gain and bias.
+pub struct LayerNorm<const W: usize, Dev: Device<f32>> {
+    gain: Param<(Const<W>,), Dev>,
+    bias: Param<(Const<W>,), Dev>,
+}
+
+impl<const W: usize, Dev: Device<f32>> LayerNorm<W, Dev> {
+    pub fn new(dev: &Dev) -> Self {
+        LayerNorm {
+            gain: Param::filled(dev, (Const,), 1.0),
+            bias: Param::filled(dev, (Const,), 0.0),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<W, Dev, T>) -> Act<W, Dev, T> {
+        let shape = *x.shape();
+        let x = x.normalize::<Axis<2>>(1e-5);
+        x * self.gain.on::<T>().broadcast_like(&shape) + self.bias.on::<T>().broadcast_like(&shape)
+    }
+
+    pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
+        f(&mut self.gain);
+        f(&mut self.bias);
+    }
+}

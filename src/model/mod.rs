@@ -1,0 +1,337 @@
+//! Decoder-only pre-LayerNorm Transformer with compile-time widths
+//! (`d_model` = D, `ff` = F) and runtime batch, sequence, layers and heads.
+
+pub mod attention;
+pub mod layers;
+pub mod param;
+
+use crate::options::FieldError;
+use crate::positional::{self, BuildContext, OTape, PositionalConfig, PositionalLayer, Positions};
+use attention::{causal_mask, Attention, AttentionContext};
+use dfdx::prelude::*;
+use layers::{Act, LayerNorm, Linear};
+use param::{Param, ParamVisitor};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The (d_model, ff) pairs compiled in. Each entry is one monomorphised model.
+pub const WIDTHS: &[(usize, usize)] = &[(16, 64), (32, 128), (64, 256), (128, 512), (256, 1024)];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub d_model: usize,
+    pub ff: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub dropout: f64,
+    pub activation: Activation,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            d_model: 64,
+            ff: 256,
+            layers: 2,
+            heads: 4,
+            dropout: 0.0,
+            activation: Activation::Relu,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let d_models: Vec<String> = WIDTHS.iter().map(|(d, _)| d.to_string()).collect();
+        let Some(&(_, ff)) = WIDTHS.iter().find(|(d, _)| *d == self.d_model) else {
+            return Err(FieldError::new(
+                &["d_model"],
+                format!(
+                    "d_model {} is not compiled in; valid: {}",
+                    self.d_model,
+                    d_models.join(", ")
+                ),
+            ));
+        };
+        if self.ff != ff {
+            return Err(FieldError::new(
+                &["ff"],
+                format!(
+                    "ff {} is not compiled in for d_model {}; valid: {ff}",
+                    self.ff, self.d_model
+                ),
+            ));
+        }
+        if !(1..=64).contains(&self.layers) {
+            return Err(FieldError::new(
+                &["layers"],
+                format!("{} layers; valid: 1 to 64", self.layers),
+            ));
+        }
+        if self.heads == 0 || self.d_model % self.heads != 0 {
+            let valid: Vec<String> = (1..=self.d_model)
+                .filter(|h| self.d_model % h == 0)
+                .map(|h| h.to_string())
+                .collect();
+            return Err(FieldError::new(
+                &["heads"],
+                format!(
+                    "{} heads do not divide d_model {}; valid: {}",
+                    self.heads,
+                    self.d_model,
+                    valid.join(", ")
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(FieldError::new(
+                &["dropout"],
+                format!("{}; valid: 0 <= dropout < 1", self.dropout),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Calls back with the compile-time widths of a validated config.
+pub trait WithWidths {
+    type Output;
+    fn run<const D: usize, const F: usize>(self) -> Self::Output;
+}
+
+pub fn with_widths<V: WithWidths>(config: &ModelConfig, visitor: V) -> V::Output {
+    match (config.d_model, config.ff) {
+        (16, 64) => visitor.run::<16, 64>(),
+        (32, 128) => visitor.run::<32, 128>(),
+        (64, 256) => visitor.run::<64, 256>(),
+        (128, 512) => visitor.run::<128, 512>(),
+        (256, 1024) => visitor.run::<256, 1024>(),
+        (d, f) => unreachable!("widths ({d}, {f}) were validated against WIDTHS"),
+    }
+}
+
+/// The tapes a forward pass can run on: `OwnedTape` when training, `NoneTape`
+/// at evaluation. Positional hooks always return owned-tape tensors; `adopt`
+/// moves them onto this tape.
+pub trait ModelTape<Dev: Device<f32>>: Tape<f32, Dev> {
+    fn adopt<S: Shape>(t: Tensor<S, f32, Dev, OTape<Dev>>) -> Tensor<S, f32, Dev, Self>;
+}
+
+impl<Dev: Device<f32>> ModelTape<Dev> for OwnedTape<f32, Dev> {
+    fn adopt<S: Shape>(t: Tensor<S, f32, Dev, OTape<Dev>>) -> Tensor<S, f32, Dev, Self> {
+        t
+    }
+}
+
+impl<Dev: Device<f32>> ModelTape<Dev> for NoneTape {
+    fn adopt<S: Shape>(t: Tensor<S, f32, Dev, OTape<Dev>>) -> Tensor<S, f32, Dev, Self> {
+        t.split_tape().0
+    }
+}
+
+/// Pre-LN block: x + attn(ln(x)), then x + ff(ln(x)).
+pub struct Block<const D: usize, const F: usize, Dev: Device<f32>> {
+    ln_attn: LayerNorm<D, Dev>,
+    attn: Attention<D, Dev>,
+    ln_ff: LayerNorm<D, Dev>,
+    ff_in: Linear<D, F, Dev>,
+    ff_out: Linear<F, D, Dev>,
+    activation: Activation,
+}
+
+impl<const D: usize, const F: usize, Dev: Device<f32>> Block<D, F, Dev> {
+    fn new(dev: &Dev, config: &ModelConfig, rng: &mut ChaCha8Rng) -> Self {
+        // GPT-2 init: N(0, 0.02), residual projections scaled by 1/√(2·layers).
+        let out_std = INIT_STD / (2.0 * config.layers as f32).sqrt();
+        Block {
+            ln_attn: LayerNorm::new(dev),
+            attn: Attention::new(dev, INIT_STD, out_std, rng),
+            ln_ff: LayerNorm::new(dev),
+            ff_in: Linear::new(dev, INIT_STD, rng),
+            ff_out: Linear::new(dev, out_std, rng),
+            activation: config.activation,
+        }
+    }
+
+    fn forward<T: ModelTape<Dev>>(
+        &self,
+        x: Act<D, Dev, T>,
+        bias: Option<positional::Scores<Dev, OTape<Dev>>>,
+        ctx: &AttentionContext<Dev>,
+    ) -> Act<D, Dev, T> {
+        let h = self
+            .attn
+            .forward(self.ln_attn.forward(x.retaped::<T>()), bias, ctx);
+        let x = x + dropout(h, ctx.dropout);
+        let h = self.ff_in.forward(self.ln_ff.forward(x.retaped::<T>())); // (b, s, F)
+        let h = match self.activation {
+            Activation::Relu => h.relu(),
+            Activation::Gelu => h.fast_gelu(),
+        };
+        let h = self.ff_out.forward(dropout(h, ctx.dropout));
+        x + dropout(h, ctx.dropout)
+    }
+
+    fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
+        self.ln_attn.visit_params(f);
+        self.attn.visit_params(f);
+        self.ln_ff.visit_params(f);
+        self.ff_in.visit_params(f);
+        self.ff_out.visit_params(f);
+    }
+}
+
+fn dropout<S: Shape, Dev: Device<f32>, T: Tape<f32, Dev>>(
+    x: Tensor<S, f32, Dev, T>,
+    p: f32,
+) -> Tensor<S, f32, Dev, T> {
+    if p > 0.0 {
+        x.dropout(p)
+    } else {
+        x
+    }
+}
+
+const INIT_STD: f32 = 0.02;
+
+/// One token batch: ids and positions, both row-major (batch, seq).
+pub struct TokenBatch<'a> {
+    pub tokens: &'a [usize],
+    pub positions: &'a Positions,
+}
+
+pub struct Transformer<const D: usize, const F: usize, Dev: Device<f32>> {
+    config: ModelConfig,
+    vocab: usize,
+    /// (vocab, D)
+    token_embedding: Param<(usize, Const<D>), Dev>,
+    position: Box<dyn PositionalLayer<D, Dev>>,
+    blocks: Vec<Block<D, F, Dev>>,
+    ln_final: LayerNorm<D, Dev>,
+    /// (vocab, D)
+    unembedding: Param<(usize, Const<D>), Dev>,
+    dev: Dev,
+}
+
+impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
+    pub fn new(
+        dev: &Dev,
+        config: &ModelConfig,
+        positional: &PositionalConfig,
+        vocab: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        // N(0, 1) token embeddings: the same scale as the sinusoids added to them.
+        let token_embedding = Param::normal(dev, (vocab, Const::<D>), 1.0, false, rng);
+        let blocks = (0..config.layers)
+            .map(|_| Block::new(dev, config, rng))
+            .collect();
+        let unembedding = Param::normal(dev, (vocab, Const::<D>), INIT_STD, true, rng);
+        let position = positional::build::<D, Dev>(
+            positional,
+            BuildContext {
+                dev: dev.clone(),
+                heads: config.heads,
+                layers: config.layers,
+                rng,
+            },
+        );
+        Transformer {
+            config: config.clone(),
+            vocab,
+            token_embedding,
+            position,
+            blocks,
+            ln_final: LayerNorm::new(dev),
+            unembedding,
+            dev: dev.clone(),
+        }
+    }
+
+    /// Logits (batch, seq, vocab). `train` enables dropout.
+    pub fn forward<T: ModelTape<Dev>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+        train: bool,
+    ) -> Tensor<(usize, usize, usize), f32, Dev, T> {
+        let pos = batch.positions;
+        let (b, s) = (pos.batch, pos.seq);
+        let heads = self.config.heads;
+        let ids = self.dev.tensor_from_vec(batch.tokens.to_vec(), (b, s));
+        let x = self
+            .token_embedding
+            .value
+            .clone()
+            .put_tape(tape)
+            .gather(ids); // (b, s, D)
+        let mut x = match self.position.input(pos) {
+            Some(p) => x + T::adopt(p),
+            None => x,
+        };
+        let ctx = AttentionContext {
+            heads,
+            causal_mask: self.dev.tensor_from_vec(causal_mask(s), (s, s)),
+            rotation: self.position.rotation(pos, heads, D / heads),
+            dropout: if train {
+                self.config.dropout as f32
+            } else {
+                0.0
+            },
+        };
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, self.position.score_bias(layer, pos, heads), &ctx);
+        }
+        let x = self.ln_final.forward(x).reshape_like(&(b * s, Const::<D>)); // (b·s, D)
+        let logits = x.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
+        logits.reshape_like(&(b, s, self.vocab))
+    }
+
+    /// Every trainable tensor, in a fixed order.
+    pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
+        f(&mut self.token_embedding);
+        self.position.visit_params(f);
+        for block in &mut self.blocks {
+            block.visit_params(f);
+        }
+        self.ln_final.visit_params(f);
+        f(&mut self.unembedding);
+    }
+
+    pub fn num_params(&mut self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |p| n += p.len());
+        n
+    }
+
+    pub fn device(&self) -> &Dev {
+        &self.dev
+    }
+}
+
+/// Mean cross-entropy over the tokens with nonzero `weights` (weights sum to 1).
+/// logits: (batch, seq, vocab); targets and weights: row-major (batch, seq).
+pub fn weighted_cross_entropy<Dev: Device<f32>, T: Tape<f32, Dev>>(
+    dev: &Dev,
+    logits: Tensor<(usize, usize, usize), f32, Dev, T>,
+    targets: &[usize],
+    weights: &[f32],
+) -> Tensor<Rank0, f32, Dev, T> {
+    let (b, s, v) = *logits.shape();
+    let log_probs = logits.reshape_like(&(b * s, v)).log_softmax::<Axis<1>>();
+    let picked = log_probs.select(dev.tensor_from_vec(targets.to_vec(), (b * s,))); // (b·s,)
+    (picked * dev.tensor_from_vec(weights.to_vec(), (b * s,)))
+        .sum()
+        .negate()
+}
+
+#[cfg(test)]
+mod tests;

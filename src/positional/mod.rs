@@ -1,0 +1,251 @@
+//! Positional schemes, one file each, and the hooks through which position
+//! enters the model: input vectors, attention-score biases, q/k rotations.
+//!
+//! Adding a scheme: write `positional/<name>.rs` with a [`SchemeDef`] and add
+//! its type to the `registry!` line below.
+
+mod alibi;
+mod learned;
+mod none;
+mod rope;
+mod sinusoidal;
+
+use crate::model::param::ParamVisitor;
+use crate::options::{self, FieldError};
+use dfdx::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use rope::Rotation;
+
+/// Owned tape: hooks return tensors on it and the model adopts them into its own.
+pub type OTape<Dev> = OwnedTape<f32, Dev>;
+/// (batch, heads, query, key) scores or biases.
+pub type Scores<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
+
+/// The integer position of every token of a batch, row-major (batch, seq).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Positions {
+    pub batch: usize,
+    pub seq: usize,
+    pub values: Vec<usize>,
+}
+
+impl Positions {
+    /// Positions 0..seq in every row.
+    pub fn contiguous(batch: usize, seq: usize) -> Self {
+        let values = (0..batch).flat_map(|_| 0..seq).collect();
+        Positions { batch, seq, values }
+    }
+
+    pub fn row(&self, b: usize) -> &[usize] {
+        &self.values[b * self.seq..(b + 1) * self.seq]
+    }
+}
+
+/// Where a scheme's position signal enters the model. Every hook has a
+/// neutral default, so a scheme implements only the ones it uses.
+pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
+    /// Added to the token embeddings: (batch, seq, D).
+    fn input(
+        &self,
+        _pos: &Positions,
+    ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
+        None
+    }
+    /// Added to the scaled attention scores of `layer`: (batch, heads, seq, seq).
+    fn score_bias(
+        &self,
+        _layer: usize,
+        _pos: &Positions,
+        _heads: usize,
+    ) -> Option<Scores<Dev, OTape<Dev>>> {
+        None
+    }
+    /// Rotation applied to queries and keys in every layer.
+    fn rotation(&self, _pos: &Positions, _heads: usize, _head_dim: usize) -> Option<Rotation<Dev>> {
+        None
+    }
+    /// Trainable tensors, in a fixed order.
+    fn visit_params(&mut self, _f: &mut ParamVisitor<Dev>) {}
+}
+
+/// What a scheme may need to know to accept a run.
+#[derive(Debug, Clone)]
+pub struct SchemeContext {
+    pub d_model: usize,
+    pub heads: usize,
+    /// The largest position index any training or evaluation sequence uses.
+    pub max_position: usize,
+}
+
+/// What a scheme gets to build its layer.
+pub struct BuildContext<'a, Dev> {
+    pub dev: Dev,
+    pub heads: usize,
+    pub layers: usize,
+    /// The run's weight-initialisation stream.
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+/// Compile-time description of a scheme, registered once in `registry!`.
+pub trait SchemeDef {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    const CITATION: &'static str;
+    type Options: DeserializeOwned + Serialize + Default;
+    /// Rejects options this run cannot use (paths relative to `positional`).
+    fn check(_options: &Self::Options, _ctx: &SchemeContext) -> Result<(), FieldError> {
+        Ok(())
+    }
+    fn build<const D: usize, Dev: Device<f32>>(
+        options: Self::Options,
+        ctx: BuildContext<'_, Dev>,
+    ) -> Box<dyn PositionalLayer<D, Dev>>;
+}
+
+/// A validated scheme choice with its options in canonical form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionalConfig {
+    pub scheme: String,
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// For `posembed schemes`.
+pub struct SchemeInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub citation: &'static str,
+    pub defaults: fn() -> serde_json::Value,
+}
+
+fn canonical<T: SchemeDef>(
+    options: &serde_yaml::Value,
+    ctx: &SchemeContext,
+) -> Result<serde_json::Map<String, serde_json::Value>, FieldError> {
+    let parsed: T::Options = options::parse(options)?;
+    T::check(&parsed, ctx)?;
+    match serde_json::to_value(&parsed) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => unreachable!("scheme options serialize to a map"),
+    }
+}
+
+fn defaults<T: SchemeDef>() -> serde_json::Value {
+    serde_json::to_value(T::Options::default()).expect("defaults serialize")
+}
+
+fn build_with<T: SchemeDef, const D: usize, Dev: Device<f32>>(
+    config: &PositionalConfig,
+    ctx: BuildContext<'_, Dev>,
+) -> Box<dyn PositionalLayer<D, Dev>> {
+    let options: T::Options =
+        serde_json::from_value(serde_json::Value::Object(config.options.clone()))
+            .expect("canonical options were validated when loaded");
+    T::build::<D, Dev>(options, ctx)
+}
+
+macro_rules! registry {
+    ($($def:ty),* $(,)?) => {
+        /// Every scheme, in the order `posembed schemes` lists them.
+        pub const SCHEMES: &[SchemeInfo] = &[$(SchemeInfo {
+            name: <$def>::NAME,
+            summary: <$def>::SUMMARY,
+            citation: <$def>::CITATION,
+            defaults: defaults::<$def>,
+        }),*];
+
+        fn canonical_named(
+            name: &str,
+            options: &serde_yaml::Value,
+            ctx: &SchemeContext,
+        ) -> Option<Result<serde_json::Map<String, serde_json::Value>, FieldError>> {
+            $(if name == <$def>::NAME {
+                return Some(canonical::<$def>(options, ctx));
+            })*
+            None
+        }
+
+        /// Builds the positional layer of a validated configuration.
+        pub fn build<const D: usize, Dev: Device<f32>>(
+            config: &PositionalConfig,
+            ctx: BuildContext<'_, Dev>,
+        ) -> Box<dyn PositionalLayer<D, Dev>> {
+            $(if config.scheme == <$def>::NAME {
+                return build_with::<$def, D, Dev>(config, ctx);
+            })*
+            unreachable!("scheme `{}` was validated when loaded", config.scheme)
+        }
+    };
+}
+
+registry!(
+    none::NoPosition,
+    sinusoidal::Sinusoidal,
+    learned::Learned,
+    alibi::Alibi,
+    rope::Rope,
+);
+
+pub fn names() -> Vec<&'static str> {
+    SCHEMES.iter().map(|s| s.name).collect()
+}
+
+/// Parses and checks a `positional:` map (`scheme` plus that scheme's options).
+pub fn parse(
+    value: &serde_yaml::Value,
+    ctx: &SchemeContext,
+) -> Result<PositionalConfig, FieldError> {
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err(FieldError::new(
+            &[],
+            "expected a map with `scheme` and its options",
+        ));
+    };
+    let scheme = match map.get("scheme") {
+        Some(serde_yaml::Value::String(name)) => name.clone(),
+        Some(_) => {
+            return Err(FieldError::new(
+                &["scheme"],
+                "expected a scheme name (a string)",
+            ))
+        }
+        None => {
+            return Err(FieldError::new(
+                &[],
+                format!(
+                    "missing key `scheme`; valid schemes: {}",
+                    names().join(", ")
+                ),
+            ))
+        }
+    };
+    let mut rest = map.clone();
+    rest.remove("scheme");
+    match canonical_named(&scheme, &serde_yaml::Value::Mapping(rest), ctx) {
+        None => Err(FieldError::new(
+            &["scheme"],
+            options::unknown_choice("scheme", &scheme, &names()),
+        )),
+        Some(Err(err)) => Err(FieldError {
+            message: format!("{} (scheme `{scheme}`)", err.message),
+            ..err
+        }),
+        Some(Ok(options)) => Ok(PositionalConfig { scheme, options }),
+    }
+}
+
+/// Options struct for schemes that take none.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+/// A constant (untrainable) tensor on the owned tape, ready to be adopted by the model.
+pub fn constant<S: Shape, Dev: Device<f32>>(
+    dev: &Dev,
+    data: Vec<f32>,
+    shape: S,
+) -> Tensor<S, f32, Dev, OTape<Dev>> {
+    dev.tensor_from_vec(data, shape).retaped::<OTape<Dev>>()
+}

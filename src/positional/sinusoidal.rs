@@ -1,0 +1,104 @@
+//! `sinusoidal`: fixed vectors added to the token embeddings (Vaswani et al. 2017),
+//! interleaved layout: PE(p, 2i) = sin(p / base^(2i/d)), PE(p, 2i+1) = cos(p / base^(2i/d)).
+
+use super::{constant, BuildContext, OTape, PositionalLayer, Positions, SchemeDef};
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub struct Sinusoidal;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinusoidalOptions {
+    pub base: f64,
+}
+
+impl Default for SinusoidalOptions {
+    fn default() -> Self {
+        SinusoidalOptions { base: 10000.0 }
+    }
+}
+
+impl SchemeDef for Sinusoidal {
+    const NAME: &'static str = "sinusoidal";
+    const SUMMARY: &'static str =
+        "fixed sin/cos vectors added to token embeddings (interleaved: sin at 2i, cos at 2i+1)";
+    const CITATION: &'static str = "Vaswani et al. 2017, Attention Is All You Need";
+    type Options = SinusoidalOptions;
+    fn check(
+        options: &SinusoidalOptions,
+        _: &super::SchemeContext,
+    ) -> Result<(), crate::options::FieldError> {
+        if !(options.base.is_finite() && options.base > 1.0) {
+            return Err(crate::options::FieldError::new(
+                &["base"],
+                format!(
+                    "base {} is invalid; valid: a finite number > 1",
+                    options.base
+                ),
+            ));
+        }
+        Ok(())
+    }
+    fn build<const D: usize, Dev: Device<f32>>(
+        options: SinusoidalOptions,
+        ctx: BuildContext<'_, Dev>,
+    ) -> Box<dyn PositionalLayer<D, Dev>> {
+        Box::new(SinusoidalLayer {
+            base: options.base,
+            dev: ctx.dev,
+        })
+    }
+}
+
+/// Row-major (positions.len(), dims) table of sinusoids.
+pub fn sinusoid_table(positions: &[usize], dims: usize, base: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(positions.len() * dims);
+    for &p in positions {
+        for k in 0..dims {
+            let i = (k / 2) as f64;
+            let angle = p as f64 / base.powf(2.0 * i / dims as f64);
+            out.push(if k % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+        }
+    }
+    out
+}
+
+struct SinusoidalLayer<Dev> {
+    base: f64,
+    dev: Dev,
+}
+
+impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for SinusoidalLayer<Dev> {
+    fn input(
+        &self,
+        pos: &Positions,
+    ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
+        let table = sinusoid_table(&pos.values, D, self.base);
+        Some(constant(&self.dev, table, (pos.batch, pos.seq, Const::<D>)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_hand_computed_entries() {
+        let d = 8;
+        let t = sinusoid_table(&[0, 1, 5], d, 10000.0);
+        let at = |row: usize, k: usize| t[row * d + k];
+        // Position 0: sin 0 = 0 at even dims, cos 0 = 1 at odd dims.
+        for k in 0..d {
+            assert_eq!(at(0, k), if k % 2 == 0 { 0.0 } else { 1.0 });
+        }
+        // Position 1, i = 0: sin(1), cos(1).
+        assert!((at(1, 0) - 0.841_470_96).abs() < 1e-6);
+        assert!((at(1, 1) - 0.540_302_3).abs() < 1e-6);
+        // Position 5, dims 2,3 (i = 1): angle = 5 / 10000^(2/8) = 0.5.
+        assert!((at(2, 2) - 0.479_425_55).abs() < 1e-6);
+        assert!((at(2, 3) - 0.877_582_6).abs() < 1e-6);
+        // Position 5, dims 6,7 (i = 3): angle = 5 / 10000^(6/8) = 0.005.
+        assert!((at(2, 6) - 0.004_999_979).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,136 @@
+//! The per-run record: everything measured for one run, stored as
+//! `results/<experiment>/runs/<run_id>/record.json`. Its presence marks the
+//! run complete; it is written to a temporary file and renamed into place.
+
+use crate::eval::EvalByLength;
+use crate::train::CurvePoint;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const RECORD_FILE: &str = "record.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Diverged,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Diverged => "diverged",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Where and with what a run was produced (recorded, never hashed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub posembed_version: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub host: Option<String>,
+    pub threads: usize,
+}
+
+impl Provenance {
+    /// Reads the code version from the current directory's git checkout, if any.
+    pub fn detect(threads: usize) -> Self {
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let git_commit = git(&["rev-parse", "HEAD"]);
+        let git_dirty = git_commit
+            .as_ref()
+            .and_then(|_| git(&["status", "--porcelain", "--untracked-files=no"]))
+            .map(|s| !s.is_empty());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty());
+        Provenance {
+            posembed_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit,
+            git_dirty,
+            host,
+            threads,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub group_id: String,
+    pub experiment: String,
+    pub seed: u64,
+    /// The canonical resolved configuration.
+    pub config: serde_json::Value,
+    pub status: Status,
+    pub error: Option<String>,
+    pub diverged_step: Option<usize>,
+    pub params: usize,
+    pub train_tokens: usize,
+    pub train_seconds: f64,
+    pub train_tokens_per_s: f64,
+    pub wall_time_s: f64,
+    pub final_train_loss: Option<f64>,
+    pub length_unit: String,
+    pub train_min: usize,
+    pub train_max: usize,
+    pub eval: Vec<EvalByLength>,
+    pub curves: Vec<CurvePoint>,
+    pub provenance: Provenance,
+    pub started_at_unix: f64,
+    pub finished_at_unix: f64,
+}
+
+pub fn run_dir(experiment_dir: &Path, run_id: &str) -> PathBuf {
+    experiment_dir.join("runs").join(run_id)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and
+/// a rename, so readers never see a partial file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("path has a parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .context("path has a file name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+pub fn save(experiment_dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
+    let path = run_dir(experiment_dir, &record.run_id).join(RECORD_FILE);
+    let json = serde_json::to_vec_pretty(record).expect("record serializes");
+    write_atomic(&path, &json)
+}
+
+/// The stored record of `run_id`, if complete.
+pub fn load(experiment_dir: &Path, run_id: &str) -> anyhow::Result<Option<RunRecord>> {
+    let path = run_dir(experiment_dir, run_id).join(RECORD_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let record: RunRecord = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt", path.display()))?;
+            Ok(Some(record))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}

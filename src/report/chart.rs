@@ -1,0 +1,275 @@
+//! Charts drawn with plotters, text from the DejaVu Sans file shipped in this
+//! directory so that PNGs are identical on every machine.
+
+use super::{ReportData, RunRow};
+use crate::record::write_atomic;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+/// Okabe–Ito colour-blind-safe palette (black last).
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(213, 94, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(204, 121, 167),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+];
+
+/// Colour of the i-th scheme of a report; every chart uses this order.
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn ensure_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            plotters::style::register_font(FAMILY, style, FONT)
+                .unwrap_or_else(|_| panic!("the shipped font is a valid TrueType file"));
+        }
+    });
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e:?}")
+}
+
+/// A chart that can be drawn on any plotters backend.
+trait Chart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>;
+}
+
+/// Writes `<name>.svg` and `<name>.png` of `chart`.
+fn save_chart(
+    out_dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    chart: &impl Chart,
+) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_font();
+    let svg_path = out_dir.join(format!("{name}.svg"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        chart.draw(&root)?;
+        root.present().map_err(plot_err)?;
+    }
+    write_atomic(&svg_path, svg.as_bytes())?;
+    let png_path = out_dir.join(format!("{name}.png"));
+    let tmp = out_dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        chart.draw(&root)?;
+        root.present().map_err(plot_err)?;
+    }
+    std::fs::rename(&tmp, &png_path)?;
+    Ok(vec![svg_path, png_path])
+}
+
+/// Mean and sample std of exact match per evaluated length over the ok runs given.
+fn curve(data: &ReportData, runs: &[&RunRow]) -> Vec<(f64, f64, f64)> {
+    let mut lengths: Vec<u64> = data
+        .eval
+        .iter()
+        .filter(|e| runs.iter().any(|r| r.ok && r.run_id == e.run_id))
+        .map(|e| e.length)
+        .collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths
+        .into_iter()
+        .map(|len| {
+            let values: Vec<f64> = data
+                .eval
+                .iter()
+                .filter(|e| e.length == len && runs.iter().any(|r| r.ok && r.run_id == e.run_id))
+                .map(|e| e.exact_match)
+                .collect();
+            let cell = super::Cell::from_values(&values, values.len());
+            (
+                len as f64,
+                cell.mean.unwrap_or(f64::NAN),
+                cell.std.unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+/// Exact match versus length: one panel per task, one line per scheme with a
+/// ± std band, the training range shaded.
+pub fn accuracy_vs_length(data: &ReportData, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let tasks = data.tasks();
+    let width = 480 * tasks.len().max(1) as u32;
+    let legend = legend_rows(&data.schemes(), width).len() as u32;
+    save_chart(
+        out_dir,
+        "accuracy_vs_length",
+        (width, 410 + LEGEND_ROW * legend),
+        &AccuracyChart(data),
+    )
+}
+
+struct AccuracyChart<'a>(&'a ReportData);
+
+impl Chart for AccuracyChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        draw_accuracy(root, self.0)
+    }
+}
+
+fn draw_accuracy<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &ReportData,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    let schemes = data.schemes();
+    let tasks = data.tasks();
+    let (width, height) = root.dim_in_pixel();
+    let rows = legend_rows(&schemes, width);
+    let (plots, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
+    let panels = plots.split_evenly((1, tasks.len().max(1)));
+    for (panel, task) in panels.iter().zip(&tasks) {
+        let task_runs: Vec<&RunRow> = data.runs.iter().filter(|r| &r.task == task).collect();
+        let first = task_runs[0];
+        let lengths: Vec<f64> = data
+            .eval
+            .iter()
+            .filter(|e| task_runs.iter().any(|r| r.run_id == e.run_id))
+            .map(|e| e.length as f64)
+            .chain([first.train_min as f64, first.train_max as f64])
+            .collect();
+        let lo = lengths.iter().cloned().fold(f64::INFINITY, f64::min) - 1.0;
+        let hi = lengths.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 1.0;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(task, (FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(52)
+            .build_cartesian_2d(lo..hi, 0f64..1.05)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("length ({})", first.length_unit))
+            .y_desc("exact match")
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 16))
+            .x_label_formatter(&|x| number(*x))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(230, 230, 230))
+            .draw()
+            .map_err(plot_err)?;
+        let shade = RGBColor(200, 200, 200).mix(0.35);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [
+                    (first.train_min as f64, 0.0),
+                    (first.train_max as f64, 1.05),
+                ],
+                shade.filled(),
+            )))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "train",
+                (first.train_min as f64 + 0.2, 1.03),
+                (FAMILY, 14).into_font().color(&RGBColor(90, 90, 90)),
+            )))
+            .map_err(plot_err)?;
+        for (i, scheme) in schemes.iter().enumerate() {
+            let runs: Vec<&RunRow> = task_runs
+                .iter()
+                .copied()
+                .filter(|r| &r.scheme == scheme)
+                .collect();
+            let points = curve(data, &runs);
+            if points.is_empty() {
+                continue;
+            }
+            let c = colour(i);
+            let mut band: Vec<(f64, f64)> = points
+                .iter()
+                .map(|&(x, m, s)| (x, (m + s).min(1.0)))
+                .collect();
+            band.extend(points.iter().rev().map(|&(x, m, s)| (x, (m - s).max(0.0))));
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|&(x, m, _)| (x, m)),
+                    c.stroke_width(2),
+                ))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
+                )
+                .map_err(plot_err)?;
+        }
+    }
+    draw_legend(&legend, &rows)
+}
+
+/// Axis numbers: integers without a decimal point.
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+const LEGEND_ROW: u32 = 28;
+
+/// Legend entries (index, label, x offset) packed into rows of `width` pixels.
+fn legend_rows(labels: &[String], width: u32) -> Vec<Vec<(usize, String, i32)>> {
+    let mut rows: Vec<Vec<(usize, String, i32)>> = vec![Vec::new()];
+    let mut x = 20;
+    for (i, label) in labels.iter().enumerate() {
+        let w = 56 + 9 * label.chars().count() as i32;
+        if x + w > width as i32 && !rows.last().is_some_and(Vec::is_empty) {
+            rows.push(Vec::new());
+            x = 20;
+        }
+        rows.last_mut().expect("a row").push((i, label.clone(), x));
+        x += w;
+    }
+    rows
+}
+
+/// The legend below the panels, so it never covers data.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rows: &[Vec<(usize, String, i32)>],
+) -> anyhow::Result<()> {
+    for (r, row) in rows.iter().enumerate() {
+        let y = 14 + LEGEND_ROW as i32 * r as i32;
+        for (i, label, x) in row {
+            let c = colour(*i);
+            area.draw(&PathElement::new(
+                vec![(*x, y), (x + 28, y)],
+                c.stroke_width(3),
+            ))
+            .map_err(plot_err)?;
+            area.draw(&Circle::new((x + 14, y), 3, c.filled()))
+                .map_err(plot_err)?;
+            area.draw(&Text::new(
+                label.clone(),
+                (x + 36, y - 9),
+                (FAMILY, 16).into_font(),
+            ))
+            .map_err(plot_err)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Tidy polars frames built from run records, and their parquet/CSV files:
+//! `runs` (one row per run, every resolved parameter its own column),
+//! `eval` (run × length) and `curves` (run × step × metric).
+
+use crate::plan::flatten_value;
+use crate::record::{write_atomic, RunRecord};
+use anyhow::Context;
+use polars::prelude::{
+    Column, CsvWriter, DataFrame, ParquetReader, ParquetWriter, SerReader, SerWriter,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub struct Frames {
+    pub runs: DataFrame,
+    pub eval: DataFrame,
+    pub curves: DataFrame,
+}
+
+/// Frame names, as written to `<name>.parquet` and `<name>.csv`.
+pub const FRAMES: [&str; 3] = ["runs", "eval", "curves"];
+
+/// Builds the three frames; rows follow the order of `records` (the plan order).
+pub fn collect(records: &[RunRecord]) -> anyhow::Result<Frames> {
+    Ok(Frames {
+        runs: runs_frame(records)?,
+        eval: eval_frame(records)?,
+        curves: curves_frame(records)?,
+    })
+}
+
+fn str_col(name: &str, values: Vec<String>) -> Column {
+    Column::new(name.into(), values)
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
+    let mut columns = vec![
+        str_col("run_id", records.iter().map(|r| r.run_id.clone()).collect()),
+        str_col(
+            "group_id",
+            records.iter().map(|r| r.group_id.clone()).collect(),
+        ),
+        str_col(
+            "experiment",
+            records.iter().map(|r| r.experiment.clone()).collect(),
+        ),
+        Column::new(
+            "seed".into(),
+            records.iter().map(|r| r.seed).collect::<Vec<u64>>(),
+        ),
+    ];
+    let flat: Vec<BTreeMap<String, Value>> =
+        records.iter().map(|r| flatten_value(&r.config)).collect();
+    let mut keys: Vec<&String> = flat.iter().flat_map(|f| f.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let values: Vec<Option<&Value>> = flat
+            .iter()
+            .map(|f| f.get(key).filter(|v| !v.is_null()))
+            .collect();
+        columns.push(json_column(key, &values));
+    }
+    let ood = |r: &RunRecord| {
+        mean(
+            r.eval
+                .iter()
+                .filter(|e| e.length > r.train_max)
+                .map(|e| e.exact_match),
+        )
+    };
+    let id = |r: &RunRecord| {
+        mean(
+            r.eval
+                .iter()
+                .filter(|e| (r.train_min..=r.train_max).contains(&e.length))
+                .map(|e| e.exact_match),
+        )
+    };
+    let opt_f64 = |name: &str, f: &dyn Fn(&RunRecord) -> Option<f64>| {
+        Column::new(
+            name.into(),
+            records.iter().map(f).collect::<Vec<Option<f64>>>(),
+        )
+    };
+    let u64_col = |name: &str, f: &dyn Fn(&RunRecord) -> u64| {
+        Column::new(name.into(), records.iter().map(f).collect::<Vec<u64>>())
+    };
+    let f64_col = |name: &str, f: &dyn Fn(&RunRecord) -> f64| {
+        Column::new(name.into(), records.iter().map(f).collect::<Vec<f64>>())
+    };
+    columns.extend([
+        str_col(
+            "status",
+            records
+                .iter()
+                .map(|r| r.status.as_str().to_string())
+                .collect(),
+        ),
+        Column::new(
+            "error".into(),
+            records
+                .iter()
+                .map(|r| r.error.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Column::new(
+            "diverged_step".into(),
+            records
+                .iter()
+                .map(|r| r.diverged_step.map(|s| s as u64))
+                .collect::<Vec<Option<u64>>>(),
+        ),
+        u64_col("params", &|r| r.params as u64),
+        u64_col("train_tokens", &|r| r.train_tokens as u64),
+        f64_col("train_seconds", &|r| r.train_seconds),
+        f64_col("train_tokens_per_s", &|r| r.train_tokens_per_s),
+        f64_col("wall_time_s", &|r| r.wall_time_s),
+        opt_f64("final_train_loss", &|r| r.final_train_loss),
+        str_col(
+            "length_unit",
+            records.iter().map(|r| r.length_unit.clone()).collect(),
+        ),
+        u64_col("train_min", &|r| r.train_min as u64),
+        u64_col("train_max", &|r| r.train_max as u64),
+        opt_f64("id_exact_match", &id),
+        opt_f64("ood_exact_match", &ood),
+        str_col(
+            "posembed_version",
+            records
+                .iter()
+                .map(|r| r.provenance.posembed_version.clone())
+                .collect(),
+        ),
+        Column::new(
+            "git_commit".into(),
+            records
+                .iter()
+                .map(|r| r.provenance.git_commit.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Column::new(
+            "git_dirty".into(),
+            records
+                .iter()
+                .map(|r| r.provenance.git_dirty)
+                .collect::<Vec<Option<bool>>>(),
+        ),
+        Column::new(
+            "host".into(),
+            records
+                .iter()
+                .map(|r| r.provenance.host.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        u64_col("threads", &|r| r.provenance.threads as u64),
+        f64_col("started_at_unix", &|r| r.started_at_unix),
+        f64_col("finished_at_unix", &|r| r.finished_at_unix),
+    ]);
+    Ok(DataFrame::new(records.len(), columns)?)
+}
+
+/// One parameter column: integers, floats, booleans or strings, whichever
+/// holds every value; anything else as JSON text.
+fn json_column(name: &str, values: &[Option<&Value>]) -> Column {
+    let present = || values.iter().flatten();
+    if present().all(|v| v.is_i64()) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.and_then(Value::as_i64))
+                .collect::<Vec<_>>(),
+        )
+    } else if present().all(|v| v.is_number()) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.and_then(Value::as_f64))
+                .collect::<Vec<_>>(),
+        )
+    } else if present().all(|v| v.is_boolean()) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.and_then(Value::as_bool))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.map(text))
+                .collect::<Vec<Option<String>>>(),
+        )
+    }
+}
+
+fn eval_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
+    let rows: Vec<(&RunRecord, &crate::eval::EvalByLength)> = records
+        .iter()
+        .flat_map(|r| r.eval.iter().map(move |e| (r, e)))
+        .collect();
+    let columns = vec![
+        str_col(
+            "run_id",
+            rows.iter().map(|(r, _)| r.run_id.clone()).collect(),
+        ),
+        Column::new(
+            "length".into(),
+            rows.iter()
+                .map(|(_, e)| e.length as u64)
+                .collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "in_distribution".into(),
+            rows.iter()
+                .map(|(r, e)| (r.train_min..=r.train_max).contains(&e.length))
+                .collect::<Vec<bool>>(),
+        ),
+        Column::new(
+            "token_acc".into(),
+            rows.iter().map(|(_, e)| e.token_acc).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "exact_match".into(),
+            rows.iter()
+                .map(|(_, e)| e.exact_match)
+                .collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "loss".into(),
+            rows.iter().map(|(_, e)| e.loss).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n".into(),
+            rows.iter().map(|(_, e)| e.n as u64).collect::<Vec<u64>>(),
+        ),
+    ];
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+fn curves_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
+    let rows: Vec<(&RunRecord, &crate::train::CurvePoint)> = records
+        .iter()
+        .flat_map(|r| r.curves.iter().map(move |c| (r, c)))
+        .collect();
+    let columns = vec![
+        str_col(
+            "run_id",
+            rows.iter().map(|(r, _)| r.run_id.clone()).collect(),
+        ),
+        Column::new(
+            "step".into(),
+            rows.iter()
+                .map(|(_, c)| c.step as u64)
+                .collect::<Vec<u64>>(),
+        ),
+        str_col(
+            "metric",
+            rows.iter().map(|(_, c)| c.metric.clone()).collect(),
+        ),
+        Column::new(
+            "value".into(),
+            rows.iter().map(|(_, c)| c.value).collect::<Vec<f64>>(),
+        ),
+    ];
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+/// Writes `<dir>/{runs,eval,curves}.{parquet,csv}`, each atomically.
+pub fn write(frames: &mut Frames, dir: &Path) -> anyhow::Result<()> {
+    for (name, df) in [
+        ("runs", &mut frames.runs),
+        ("eval", &mut frames.eval),
+        ("curves", &mut frames.curves),
+    ] {
+        let mut parquet = Vec::new();
+        ParquetWriter::new(&mut parquet)
+            .finish(df)
+            .with_context(|| format!("encoding {name}.parquet"))?;
+        write_atomic(&dir.join(format!("{name}.parquet")), &parquet)?;
+        let mut csv = Vec::new();
+        CsvWriter::new(&mut csv)
+            .finish(df)
+            .with_context(|| format!("encoding {name}.csv"))?;
+        write_atomic(&dir.join(format!("{name}.csv")), &csv)?;
+    }
+    Ok(())
+}
+
+/// Reads the frames written by [`write`].
+pub fn read(dir: &Path) -> anyhow::Result<Frames> {
+    let load = |name: &str| -> anyhow::Result<DataFrame> {
+        let path = dir.join(format!("{name}.parquet"));
+        let file =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        ParquetReader::new(file)
+            .finish()
+            .with_context(|| format!("reading {}", path.display()))
+    };
+    Ok(Frames {
+        runs: load("runs")?,
+        eval: load("eval")?,
+        curves: load("curves")?,
+    })
+}

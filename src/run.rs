@@ -1,0 +1,158 @@
+//! One run, top to bottom: data → model → train → eval → record.
+//! A panic anywhere inside is caught and recorded as a failed run.
+
+use crate::eval::{self, EvalByLength};
+use crate::model::{with_widths, Transformer, WithWidths};
+use crate::plan::RunSpec;
+use crate::record::{Provenance, RunRecord, Status};
+use crate::seeds::stream;
+use crate::tasks;
+use crate::train::{self, DeviceKind, Progress, TrainOutcome, TrainReport};
+use dfdx::prelude::*;
+use rand::RngCore;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// What the pipeline measured.
+struct Measured {
+    training: TrainReport,
+    eval: Vec<EvalByLength>,
+    params: usize,
+}
+
+/// Trains and evaluates `spec`; never panics.
+pub fn execute(
+    spec: &RunSpec,
+    provenance: &Provenance,
+    progress: &mut dyn FnMut(Progress),
+) -> RunRecord {
+    let started_at_unix = unix_now();
+    let clock = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        with_widths(&spec.config.model, Pipeline { spec, progress })
+    }));
+    let task = tasks::build(&spec.config.task);
+    let (train_min, train_max) = task.train_lengths();
+    let mut record = RunRecord {
+        run_id: spec.run_id.clone(),
+        group_id: spec.group_id.clone(),
+        experiment: spec.experiment.clone(),
+        seed: spec.seed,
+        config: serde_json::to_value(&spec.config).expect("run config serializes"),
+        status: Status::Failed,
+        error: None,
+        diverged_step: None,
+        params: 0,
+        train_tokens: 0,
+        train_seconds: 0.0,
+        train_tokens_per_s: 0.0,
+        wall_time_s: 0.0,
+        final_train_loss: None,
+        length_unit: task.length_unit().to_string(),
+        train_min,
+        train_max,
+        eval: Vec::new(),
+        curves: Vec::new(),
+        provenance: provenance.clone(),
+        started_at_unix,
+        finished_at_unix: 0.0,
+    };
+    match outcome {
+        Ok(measured) => {
+            let t = &measured.training;
+            record.params = measured.params;
+            record.train_tokens = t.tokens;
+            record.train_seconds = t.seconds;
+            record.train_tokens_per_s = t.tokens as f64 / t.seconds.max(1e-9);
+            record.final_train_loss = Some(t.final_loss).filter(|l| l.is_finite());
+            record.curves = t.curves.clone();
+            record.eval = measured.eval;
+            match &t.outcome {
+                TrainOutcome::Completed => record.status = Status::Ok,
+                TrainOutcome::Diverged { step, reason } => {
+                    record.status = Status::Diverged;
+                    record.diverged_step = Some(*step);
+                    record.error = Some(format!("diverged: {reason}"));
+                }
+            }
+        }
+        Err(panic) => record.error = Some(panic_message(panic.as_ref())),
+    }
+    record.wall_time_s = clock.elapsed().as_secs_f64();
+    record.finished_at_unix = unix_now();
+    record
+}
+
+struct Pipeline<'a> {
+    spec: &'a RunSpec,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
+impl WithWidths for Pipeline<'_> {
+    type Output = Measured;
+    fn run<const D: usize, const F: usize>(self) -> Measured {
+        let dropout_seed = stream(self.spec.seed, "dropout").next_u64();
+        match self.spec.config.train.device {
+            DeviceKind::Cpu => {
+                on_device::<D, F, Cpu>(self.spec, Cpu::seed_from_u64(dropout_seed), self.progress)
+            }
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => {
+                on_device::<D, F, Cuda>(self.spec, Cuda::seed_from_u64(dropout_seed), self.progress)
+            }
+            #[cfg(not(feature = "cuda"))]
+            DeviceKind::Cuda => {
+                unreachable!("device cuda is rejected at config time without the cuda feature")
+            }
+        }
+    }
+}
+
+fn on_device<const D: usize, const F: usize, Dev: Device<f32>>(
+    spec: &RunSpec,
+    dev: Dev,
+    progress: &mut dyn FnMut(Progress),
+) -> Measured {
+    let cfg = &spec.config;
+    let task = tasks::build(&cfg.task);
+    let mut weights = stream(spec.seed, "weights");
+    let mut model = Transformer::<D, F, Dev>::new(
+        &dev,
+        &cfg.model,
+        &cfg.positional,
+        task.vocab_size(),
+        &mut weights,
+    );
+    let training = train::train(
+        &mut model,
+        task.as_ref(),
+        &cfg.train,
+        &mut stream(spec.seed, "data"),
+        progress,
+    );
+    let eval = match training.outcome {
+        TrainOutcome::Completed => eval::evaluate(&model, task.as_ref(), &cfg.eval),
+        TrainOutcome::Diverged { .. } => Vec::new(),
+    };
+    Measured {
+        training,
+        eval,
+        params: model.num_params(),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("panicked: {text}")
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,287 @@
+//! Tasks: seeded generators of `BOS x SEP y EOS` sequences, one file per task.
+//!
+//! Adding a task: write `tasks/<name>.rs` with a [`TaskDef`] and add its type
+//! to the `registry!` line at the bottom of this file.
+
+mod copy;
+mod reverse;
+
+use crate::options::{self, FieldError, Seg};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Padding (never a target), begin, separator and end tokens; task symbols follow.
+pub const PAD: usize = 0;
+pub const BOS: usize = 1;
+pub const SEP: usize = 2;
+pub const EOS: usize = 3;
+pub const FIRST_SYMBOL: usize = 4;
+
+/// One instance: the full token sequence and where the answer starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub tokens: Vec<usize>,
+    /// Index in `tokens` of the first answer token; the loss covers
+    /// `tokens[answer_start..]` (answer and EOS).
+    pub answer_start: usize,
+}
+
+impl Example {
+    /// `BOS x SEP y EOS` with symbol ids offset past the special tokens.
+    pub fn seq2seq(x: &[usize], y: &[usize]) -> Self {
+        let mut tokens = Vec::with_capacity(x.len() + y.len() + 3);
+        tokens.push(BOS);
+        tokens.extend(x.iter().map(|s| s + FIRST_SYMBOL));
+        tokens.push(SEP);
+        tokens.extend(y.iter().map(|s| s + FIRST_SYMBOL));
+        tokens.push(EOS);
+        Example {
+            tokens,
+            answer_start: x.len() + 2,
+        }
+    }
+
+    /// The answer symbols (without EOS), as task symbol ids.
+    pub fn answer(&self) -> Vec<usize> {
+        self.tokens[self.answer_start..self.tokens.len() - 1]
+            .iter()
+            .map(|t| t - FIRST_SYMBOL)
+            .collect()
+    }
+
+    /// The input symbols, as task symbol ids.
+    pub fn input(&self) -> Vec<usize> {
+        self.tokens[1..self.answer_start - 1]
+            .iter()
+            .map(|t| t - FIRST_SYMBOL)
+            .collect()
+    }
+}
+
+/// A built task: generates examples of a given length in its natural unit.
+pub trait Task: Send + Sync {
+    fn vocab_size(&self) -> usize;
+    /// Inclusive range of training lengths.
+    fn train_lengths(&self) -> (usize, usize);
+    /// What a length counts (symbols, digits, pairs, bytes).
+    fn length_unit(&self) -> &'static str;
+    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example;
+    /// Number of tokens fed to the model (all but the last) for an instance of `length`.
+    fn input_len(&self, length: usize) -> usize;
+}
+
+/// Compile-time description of a task, registered once in `registry!`.
+pub trait TaskDef {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    type Options: DeserializeOwned + Serialize;
+    fn build(options: Self::Options) -> Result<Box<dyn Task>, FieldError>;
+}
+
+/// A validated task choice with its options in canonical form (defaults filled in).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskConfig {
+    pub name: String,
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Name and one-line description, for `posembed tasks`.
+pub struct TaskInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// Options shared by the symbol-sequence tasks (copy, reverse, ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SymbolOptions {
+    /// Alphabet size.
+    pub symbols: usize,
+    /// Inclusive [min, max] number of input symbols during training.
+    pub train_lengths: [usize; 2],
+}
+
+impl Default for SymbolOptions {
+    fn default() -> Self {
+        SymbolOptions {
+            symbols: 16,
+            train_lengths: [1, 16],
+        }
+    }
+}
+
+impl SymbolOptions {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if !(2..=200).contains(&self.symbols) {
+            return Err(FieldError::new(
+                &["symbols"],
+                format!("{} symbols is out of range; valid: 2 to 200", self.symbols),
+            ));
+        }
+        check_length_range(self.train_lengths)
+    }
+
+    pub fn random_symbols(&self, length: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+        (0..length)
+            .map(|_| rng.gen_range(0..self.symbols as u32) as usize)
+            .collect()
+    }
+}
+
+/// `[min, max]` with 1 <= min <= max.
+pub fn check_length_range(range: [usize; 2]) -> Result<(), FieldError> {
+    let [min, max] = range;
+    if min == 0 || min > max {
+        return Err(FieldError::new(
+            &["train_lengths"],
+            format!("[{min}, {max}] is not a length range; valid: [min, max] with 1 <= min <= max"),
+        ));
+    }
+    Ok(())
+}
+
+fn build_with<T: TaskDef>(
+    options: &serde_yaml::Value,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Box<dyn Task>), FieldError> {
+    let parsed: T::Options = options::parse(options)?;
+    let canonical = match serde_json::to_value(&parsed) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => unreachable!("task options serialize to a map"),
+    };
+    Ok((canonical, T::build(parsed)?))
+}
+
+macro_rules! registry {
+    ($($def:ty),* $(,)?) => {
+        /// Every task, in the order `posembed tasks` lists them.
+        pub const TASKS: &[TaskInfo] = &[$(TaskInfo { name: <$def>::NAME, summary: <$def>::SUMMARY }),*];
+
+        #[allow(clippy::type_complexity)]
+        fn build_named(
+            name: &str,
+            options: &serde_yaml::Value,
+        ) -> Option<Result<(serde_json::Map<String, serde_json::Value>, Box<dyn Task>), FieldError>> {
+            $(if name == <$def>::NAME {
+                return Some(build_with::<$def>(options));
+            })*
+            None
+        }
+    };
+}
+
+registry!(copy::Copy, reverse::Reverse);
+
+/// Parses a `task:` map (`name` plus that task's options) and builds the task.
+pub fn parse(value: &serde_yaml::Value) -> Result<(TaskConfig, Box<dyn Task>), FieldError> {
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err(FieldError::new(
+            &[],
+            "expected a map with `name` and task options",
+        ));
+    };
+    let name = match map.get("name") {
+        Some(serde_yaml::Value::String(name)) => name.clone(),
+        Some(_) => {
+            return Err(FieldError::new(
+                &["name"],
+                "expected a task name (a string)",
+            ))
+        }
+        None => {
+            return Err(FieldError::new(
+                &[],
+                format!("missing key `name`; valid names: {}", names().join(", ")),
+            ))
+        }
+    };
+    let mut rest = map.clone();
+    rest.remove("name");
+    match build_named(&name, &serde_yaml::Value::Mapping(rest)) {
+        None => Err(FieldError::new(
+            &["name"],
+            options::unknown_choice("task", &name, &names()),
+        )),
+        Some(Err(err)) => Err(FieldError {
+            message: format!("{} (task `{name}`)", err.message),
+            ..err
+        }),
+        Some(Ok((options, task))) => Ok((TaskConfig { name, options }, task)),
+    }
+}
+
+/// Rebuilds a task from its canonical configuration.
+pub fn build(config: &TaskConfig) -> Box<dyn Task> {
+    let value = serde_yaml::to_value(&config.options).expect("canonical options are plain data");
+    match build_named(&config.name, &value) {
+        Some(Ok((_, task))) => task,
+        _ => panic!("task config `{}` was validated when loaded", config.name),
+    }
+}
+
+pub fn names() -> Vec<&'static str> {
+    TASKS.iter().map(|t| t.name).collect()
+}
+
+/// Path segment helper for errors about the `task` section.
+pub fn section() -> Vec<Seg> {
+    vec![Seg::Key("task".into())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn yaml(s: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn unknown_task_name_suggests() {
+        let err = parse(&yaml("{name: revrse}")).err().unwrap();
+        assert!(
+            err.message.contains("did you mean `reverse`"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("copy, reverse"), "{}", err.message);
+    }
+
+    #[test]
+    fn option_not_taken_names_task() {
+        let err = parse(&yaml("{name: copy, base: 10}")).err().unwrap();
+        assert!(err.message.contains("task `copy`"), "{}", err.message);
+        assert_eq!(err.path, vec![Seg::Key("base".into())]);
+    }
+
+    #[test]
+    fn copy_and_reverse_answers_are_correct() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for name in ["copy", "reverse"] {
+            let (_, task) = parse(&yaml(&format!("{{name: {name}, symbols: 5}}"))).unwrap();
+            for len in 1..10 {
+                let ex = task.example(len, &mut rng);
+                assert_eq!(ex.tokens.len(), task.input_len(len) + 1);
+                let mut expect = ex.input();
+                if name == "reverse" {
+                    expect.reverse();
+                }
+                assert_eq!(ex.answer(), expect);
+                assert!(ex.input().iter().all(|&s| s < 5));
+                assert_eq!(*ex.tokens.last().unwrap(), EOS);
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_examples() {
+        let (_, task) = parse(&yaml("{name: copy}")).unwrap();
+        let mut a = ChaCha8Rng::seed_from_u64(9);
+        let mut b = ChaCha8Rng::seed_from_u64(9);
+        for len in [3, 7, 16] {
+            assert_eq!(task.example(len, &mut a), task.example(len, &mut b));
+        }
+    }
+}

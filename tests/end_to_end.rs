@@ -1,0 +1,251 @@
+//! The command line from YAML to report, in a temporary directory.
+
+use polars::prelude::*;
+use std::path::Path;
+use std::process::Command;
+
+const EXPERIMENT: &str = "
+name: e2e
+seeds: [0, 1]
+defaults:
+  model: {d_model: 16, ff: 64, layers: 1, heads: 2}
+  positional: {scheme: none}
+  task: {name: copy, symbols: 4, train_lengths: [1, 3]}
+  train: {steps: 30, batch_size: 8, lr: 3.0e-3, warmup: 5, log_every: 10}
+  eval: {lengths: [2, 3, 5], samples: 16}
+grid:
+  positional.scheme: [none, learned]
+";
+
+fn posembed(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_posembed"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("posembed runs")
+}
+
+fn columns(path: &Path) -> (DataFrame, Vec<String>) {
+    let df = ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap();
+    let names = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (df, names)
+}
+
+#[test]
+fn run_writes_frames_and_a_report_that_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("e2e.yaml"), EXPERIMENT).unwrap();
+    let out = posembed(tmp.path(), &["run", "e2e.yaml", "--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let results = tmp.path().join("results/e2e");
+    let (runs, names) = columns(&results.join("runs.parquet"));
+    assert_eq!(runs.height(), 4);
+    for col in [
+        "run_id",
+        "group_id",
+        "seed",
+        "model.d_model",
+        "positional.scheme",
+        "positional.max_positions",
+        "task.name",
+        "task.train_lengths",
+        "train.lr",
+        "eval.lengths",
+        "status",
+        "error",
+        "wall_time_s",
+        "train_tokens_per_s",
+        "params",
+        "ood_exact_match",
+        "git_commit",
+    ] {
+        assert!(
+            names.iter().any(|n| n == col),
+            "runs.parquet lacks {col}: {names:?}"
+        );
+    }
+    let (eval, names) = columns(&results.join("eval.parquet"));
+    assert_eq!(
+        names,
+        [
+            "run_id",
+            "length",
+            "in_distribution",
+            "token_acc",
+            "exact_match",
+            "loss",
+            "n"
+        ]
+    );
+    assert_eq!(eval.height(), 4 * 3);
+    let (_, names) = columns(&results.join("curves.parquet"));
+    assert_eq!(names, ["run_id", "step", "metric", "value"]);
+    for f in ["runs.csv", "eval.csv", "curves.csv"] {
+        assert!(results.join(f).exists(), "{f}");
+    }
+
+    // The out-of-distribution cell (length 5) of each scheme equals the mean over
+    // its seeds of the eval frame's exact match.
+    let summary = std::fs::read_to_string(tmp.path().join("reports/e2e/summary.md")).unwrap();
+    let run_ids = runs.column("run_id").unwrap().str().unwrap().clone();
+    let schemes = runs
+        .column("positional.scheme")
+        .unwrap()
+        .str()
+        .unwrap()
+        .clone();
+    let eval_ids = eval.column("run_id").unwrap().str().unwrap().clone();
+    let lengths = eval.column("length").unwrap().u64().unwrap().clone();
+    let em = eval.column("exact_match").unwrap().f64().unwrap().clone();
+    for scheme in ["none", "learned"] {
+        let ids: Vec<&str> = (0..runs.height())
+            .filter(|&i| schemes.get(i) == Some(scheme))
+            .map(|i| run_ids.get(i).unwrap())
+            .collect();
+        let values: Vec<f64> = (0..eval.height())
+            .filter(|&i| lengths.get(i) == Some(5) && ids.contains(&eval_ids.get(i).unwrap()))
+            .map(|i| em.get(i).unwrap())
+            .collect();
+        assert_eq!(values.len(), 2);
+        let mean = (values[0] + values[1]) / 2.0;
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with(&format!("| {scheme} |")))
+            .unwrap();
+        assert!(
+            line.contains(&format!("{mean:.2} ±")),
+            "{scheme}: {mean:.2} not in `{line}`"
+        );
+    }
+    for f in [
+        "summary.tex",
+        "accuracy_vs_length.svg",
+        "accuracy_vs_length.png",
+        "index.md",
+    ] {
+        let meta = std::fs::metadata(tmp.path().join("reports/e2e").join(f)).unwrap();
+        assert!(meta.len() > 100, "{f} is nearly empty");
+    }
+
+    // Running again skips every run and leaves the eval frame byte-identical.
+    let before = std::fs::read(results.join("eval.parquet")).unwrap();
+    let again = posembed(tmp.path(), &["run", "e2e.yaml"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("4 of 4 runs already complete"));
+    assert_eq!(before, std::fs::read(results.join("eval.parquet")).unwrap());
+
+    // The report re-renders from the parquet files alone, identically.
+    let table = std::fs::read(tmp.path().join("reports/e2e/summary.md")).unwrap();
+    let rerender = posembed(tmp.path(), &["report", "results/e2e", "--out", "again"]);
+    assert!(
+        rerender.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerender.stderr)
+    );
+    assert_eq!(
+        table,
+        std::fs::read(tmp.path().join("again/summary.md")).unwrap()
+    );
+}
+
+#[test]
+fn jobs_do_not_change_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("e2e.yaml"), EXPERIMENT).unwrap();
+    let one = posembed(
+        tmp.path(),
+        &[
+            "run",
+            "e2e.yaml",
+            "--jobs",
+            "1",
+            "--results-dir",
+            "r1",
+            "--reports-dir",
+            "p1",
+        ],
+    );
+    let two = posembed(
+        tmp.path(),
+        &[
+            "run",
+            "e2e.yaml",
+            "--jobs",
+            "2",
+            "--results-dir",
+            "r2",
+            "--reports-dir",
+            "p2",
+        ],
+    );
+    assert!(one.status.success() && two.status.success());
+    for f in ["eval.parquet", "curves.parquet"] {
+        let a = std::fs::read(tmp.path().join("r1/e2e").join(f)).unwrap();
+        let b = std::fs::read(tmp.path().join("r2/e2e").join(f)).unwrap();
+        assert_eq!(a, b, "{f} differs between --jobs 1 and --jobs 2");
+    }
+}
+
+#[test]
+fn invalid_config_exits_2_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        EXPERIMENT.replace("d_model: 16", "d_model: 17"),
+    )
+    .unwrap();
+    let out = posembed(tmp.path(), &["run", "bad.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:5:") && stderr.contains("model.d_model"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!tmp.path().join("results").exists());
+    assert!(!tmp.path().join("reports").exists());
+}
+
+#[test]
+fn plan_prints_varying_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("e2e.yaml"), EXPERIMENT).unwrap();
+    let out = posembed(tmp.path(), &["plan", "e2e.yaml"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("run_id")
+            && header.contains("seed")
+            && header.contains("positional.scheme"),
+        "{text}"
+    );
+    assert!(!header.contains("model.d_model"));
+    assert!(text.contains("4 runs"));
+    assert!(!tmp.path().join("results").exists());
+}
+
+#[test]
+fn listings_describe_every_scheme_and_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schemes = String::from_utf8(posembed(tmp.path(), &["schemes"]).stdout).unwrap();
+    for name in ["none", "sinusoidal", "learned", "alibi", "rope"] {
+        assert!(
+            schemes.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{schemes}"
+        );
+    }
+    let tasks = String::from_utf8(posembed(tmp.path(), &["tasks"]).stdout).unwrap();
+    assert!(tasks.contains("copy") && tasks.contains("reverse"));
+}
