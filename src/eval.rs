@@ -4,6 +4,7 @@
 
 use crate::model::Transformer;
 use crate::options::FieldError;
+use crate::positional::PositionalConfig;
 use crate::seeds::stream;
 use crate::tasks::{Example, Task};
 use crate::train::Batch;
@@ -152,16 +153,20 @@ impl Tally {
     }
 }
 
-/// Evaluates `model` at every configured length.
+/// Evaluates `model` at every configured length. Randomized schemes draw
+/// their positions from a stream of (eval.seed, length) of their own, so the
+/// sequences are the same as for every other scheme.
 pub fn evaluate<const D: usize, const F: usize, Dev: Device<f32>>(
     model: &Transformer<D, F, Dev>,
     task: &dyn Task,
+    positional: &PositionalConfig,
     cfg: &EvalConfig,
 ) -> Vec<EvalByLength> {
     cfg.lengths
         .iter()
         .map(|&length| {
             let mut rng = stream(cfg.seed, &format!("eval/{length}"));
+            let mut positions_rng = stream(cfg.seed, &format!("eval-positions/{length}"));
             let mut tally = Tally::default();
             let mut remaining = cfg.samples;
             while remaining > 0 {
@@ -170,6 +175,8 @@ pub fn evaluate<const D: usize, const F: usize, Dev: Device<f32>>(
                 let examples: Vec<Example> =
                     (0..n).map(|_| task.example(length, &mut rng)).collect();
                 let batch = Batch::from_examples(&examples);
+                let (b, s) = (batch.positions.batch, batch.positions.seq);
+                let batch = batch.with_positions(positional.positions(b, s, &mut positions_rng));
                 let logits = model.forward(&batch.input(), NoneTape, false);
                 let vocab = logits.shape().2;
                 tally.add(&batch, &examples, &logits.as_vec(), vocab);

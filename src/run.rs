@@ -7,7 +7,7 @@ use crate::plan::RunSpec;
 use crate::record::{Provenance, RunRecord, Status};
 use crate::seeds::stream;
 use crate::tasks;
-use crate::train::{self, DeviceKind, Progress, TrainOutcome, TrainReport};
+use crate::train::{self, DeviceKind, Progress, TrainOutcome, TrainReport, TrainStreams};
 use dfdx::prelude::*;
 use rand::RngCore;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -123,15 +123,22 @@ fn on_device<const D: usize, const F: usize, Dev: Device<f32>>(
         task.vocab_size(),
         &mut weights,
     );
+    let mut streams = TrainStreams {
+        data: stream(spec.seed, "data"),
+        positions: stream(spec.seed, "positions"),
+    };
     let training = train::train(
         &mut model,
         task.as_ref(),
+        &cfg.positional,
         &cfg.train,
-        &mut stream(spec.seed, "data"),
+        &mut streams,
         progress,
     );
     let eval = match training.outcome {
-        TrainOutcome::Completed => eval::evaluate(&model, task.as_ref(), &cfg.eval),
+        TrainOutcome::Completed => {
+            eval::evaluate(&model, task.as_ref(), &cfg.positional, &cfg.eval)
+        }
         TrainOutcome::Diverged { .. } => Vec::new(),
     };
     Measured {

@@ -4,7 +4,7 @@
 
 use crate::model::{weighted_cross_entropy, TokenBatch, Transformer};
 use crate::options::FieldError;
-use crate::positional::Positions;
+use crate::positional::{PositionalConfig, Positions};
 use crate::tasks::{Example, Task, PAD};
 use dfdx::prelude::*;
 use rand::Rng;
@@ -201,6 +201,15 @@ impl Batch {
         }
     }
 
+    /// Replaces the default 0..seq positions (randomized schemes).
+    pub fn with_positions(self, positions: Positions) -> Self {
+        assert_eq!(
+            (positions.batch, positions.seq),
+            (self.positions.batch, self.positions.seq)
+        );
+        Batch { positions, ..self }
+    }
+
     pub fn input(&self) -> TokenBatch<'_> {
         TokenBatch {
             tokens: &self.tokens,
@@ -209,16 +218,31 @@ impl Batch {
     }
 }
 
+/// The random streams training draws from.
+pub struct TrainStreams {
+    pub data: ChaCha8Rng,
+    /// Positions of randomized schemes.
+    pub positions: ChaCha8Rng,
+}
+
 /// A training batch: lengths uniform over the task's training range.
-pub fn sample_batch(task: &dyn Task, batch_size: usize, rng: &mut ChaCha8Rng) -> Batch {
+pub fn sample_batch(
+    task: &dyn Task,
+    positional: &PositionalConfig,
+    batch_size: usize,
+    streams: &mut TrainStreams,
+) -> Batch {
     let (min, max) = task.train_lengths();
+    let rng = &mut streams.data;
     let examples: Vec<Example> = (0..batch_size)
         .map(|_| {
             let length = rng.gen_range(min as u32..=max as u32) as usize;
             task.example(length, rng)
         })
         .collect();
-    Batch::from_examples(&examples)
+    let batch = Batch::from_examples(&examples);
+    let (b, s) = (batch.positions.batch, batch.positions.seq);
+    batch.with_positions(positional.positions(b, s, &mut streams.positions))
 }
 
 /// AdamW (Loshchilov & Hutter 2019) with decoupled weight decay on the
@@ -359,12 +383,14 @@ fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
     (loss_value, norm)
 }
 
-/// Trains `model` on `task` for `cfg.steps` steps, drawing batches from `data_rng`.
+/// Trains `model` on `task` for `cfg.steps` steps. Leaves the positional
+/// scheme at its final schedule (`set_progress(1.0)`), ready for evaluation.
 pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
     model: &mut Transformer<D, F, Dev>,
     task: &dyn Task,
+    positional: &PositionalConfig,
     cfg: &TrainConfig,
-    data_rng: &mut ChaCha8Rng,
+    streams: &mut TrainStreams,
     progress: &mut dyn FnMut(Progress),
 ) -> TrainReport {
     let mut opt = AdamW::new();
@@ -373,7 +399,8 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
     let mut final_loss = f64::NAN;
     let start = Instant::now();
     for step in 0..cfg.steps {
-        let batch = sample_batch(task, cfg.batch_size, data_rng);
+        let scheduled = model.set_progress(step as f64 / cfg.steps as f64);
+        let batch = sample_batch(task, positional, cfg.batch_size, streams);
         let lr = cfg.lr_at(step);
         let (loss, norm) = train_step(model, &mut opt, &batch, cfg, lr);
         if !loss.is_finite() || !norm.is_finite() {
@@ -394,14 +421,15 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
         let last = step + 1 == cfg.steps;
         if (step + 1) % cfg.log_every == 0 || last {
             let step_no = step + 1;
-            for (metric, value) in [
-                ("train_loss", window_loss / window as f64),
-                ("grad_norm", window_norm / window as f64),
-                ("lr", lr),
-            ] {
+            let logged = [
+                ("train_loss".to_string(), window_loss / window as f64),
+                ("grad_norm".to_string(), window_norm / window as f64),
+                ("lr".to_string(), lr),
+            ];
+            for (metric, value) in logged.into_iter().chain(scheduled) {
                 curves.push(CurvePoint {
                     step: step_no,
-                    metric: metric.into(),
+                    metric,
                     value,
                 });
             }
@@ -414,6 +442,7 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
             (window_loss, window_norm, window) = (0.0, 0.0, 0);
         }
     }
+    model.set_progress(1.0);
     TrainReport {
         outcome: TrainOutcome::Completed,
         curves,

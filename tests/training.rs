@@ -11,9 +11,9 @@ name: tiny
 seeds: [0]
 defaults:
   model: {d_model: 32, ff: 128, layers: 2, heads: 4}
-  positional: {scheme: sinusoidal}
+  positional: {scheme: learned, max_positions: 64}
   task: {name: copy, symbols: 6, train_lengths: [1, 6]}
-  train: {steps: 300, batch_size: 32, lr: 3.0e-3, warmup: 30, log_every: 50}
+  train: {steps: 400, batch_size: 32, lr: 3.0e-3, warmup: 30, log_every: 50}
   eval: {lengths: [3, 6], samples: 64}
 ";
 
@@ -49,7 +49,7 @@ fn tiny_copy_run_fits_its_training_lengths() {
 
 #[test]
 fn same_spec_gives_bit_identical_metrics() {
-    let text = TINY.replace("steps: 300", "steps: 40");
+    let text = TINY.replace("steps: 400", "steps: 40");
     let (a, b) = (tiny_run(&text), tiny_run(&text));
     assert_eq!(a.eval, b.eval);
     assert_eq!(a.curves, b.curves);
@@ -61,11 +61,56 @@ fn same_spec_gives_bit_identical_metrics() {
 fn huge_learning_rate_is_recorded_as_diverged() {
     let text = TINY
         .replace("lr: 3.0e-3", "lr: 1.0e30")
-        .replace("steps: 300", "steps: 50")
+        .replace("steps: 400", "steps: 50")
         .replace("clip: 1.0", "");
     let text = text.replace("warmup: 30", "warmup: 0, clip: null");
     let record = tiny_run(&text);
     assert_eq!(record.status, Status::Diverged, "{record:?}");
     assert!(record.diverged_step.is_some());
     assert!(record.eval.is_empty());
+}
+
+#[test]
+fn randomized_and_scheduled_schemes_train_and_log() {
+    let base = TINY
+        .replace("steps: 400", "steps: 40")
+        .replace("warmup: 30", "warmup: 5")
+        .replace("log_every: 50", "log_every: 10");
+    let randomized = base.replace(
+        "positional: {scheme: learned, max_positions: 64}",
+        "positional: {scheme: sinusoidal, randomized: {max_position: 64}}",
+    );
+    let a = tiny_run(&randomized);
+    assert_eq!(a.status, Status::Ok, "{:?}", a.error);
+    assert_eq!(
+        a.eval,
+        tiny_run(&randomized).eval,
+        "randomized evaluation is reproducible"
+    );
+    let plain = tiny_run(&base.replace(
+        "positional: {scheme: learned, max_positions: 64}",
+        "positional: {scheme: sinusoidal}",
+    ));
+    assert_ne!(
+        a.curves, plain.curves,
+        "randomized positions change training"
+    );
+
+    let dynamic = tiny_run(&base.replace(
+        "positional: {scheme: learned, max_positions: 64}",
+        "positional: {scheme: dynamic_dim, from: 0.25, to: 1.0, over: 0.5}",
+    ));
+    let k: Vec<(usize, f64)> = dynamic
+        .curves
+        .iter()
+        .filter(|c| c.metric == "dynamic_dim.k")
+        .map(|c| (c.step, c.value))
+        .collect();
+    // Logged at steps 10..40 with progress (step − 1)/40: k = 0.25 + 0.75·min(t/0.5, 1).
+    assert_eq!(k.len(), 4);
+    assert!(
+        (k[0].1 - (0.25 + 0.75 * (9.0 / 40.0) / 0.5)).abs() < 1e-12,
+        "{k:?}"
+    );
+    assert_eq!(k[3].1, 1.0);
 }

@@ -215,3 +215,88 @@ fn exclude_that_matches_nothing_warns() {
         .iter()
         .any(|w| w.contains("exclude[0] matches no grid point")));
 }
+
+#[test]
+fn randomized_needs_a_scheme_that_reads_positions() {
+    let e = err(&BASE.replace(
+        "scheme: sinusoidal",
+        "scheme: none, randomized: {max_position: 64}",
+    ));
+    check(&e, 5, &["positional.randomized", "reads no positions"]);
+}
+
+#[test]
+fn randomized_range_must_hold_the_sequences_and_fit_a_learned_table() {
+    // Longest sequence: eval length 8 → 18 input tokens.
+    let e = err(&BASE.replace(
+        "scheme: sinusoidal",
+        "scheme: rope, randomized: {max_position: 10}",
+    ));
+    check(
+        &e,
+        5,
+        &[
+            "positional.randomized.max_position",
+            "valid: 18 <= max_position",
+        ],
+    );
+    let e = err(&BASE.replace(
+        "scheme: sinusoidal",
+        "scheme: learned, max_positions: 64, randomized: {max_position: 100}",
+    ));
+    check(
+        &e,
+        5,
+        &[
+            "positional.max_positions",
+            "up to 99",
+            "max_positions >= 100",
+        ],
+    );
+    let ok = BASE.replace(
+        "scheme: sinusoidal",
+        "scheme: learned, max_positions: 100, randomized: {max_position: 100}",
+    );
+    let spec = parse(&ok, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).unwrap();
+    assert_eq!(
+        spec.variants[0]
+            .positional
+            .randomized
+            .as_ref()
+            .unwrap()
+            .max_position,
+        100
+    );
+}
+
+#[test]
+fn scheme_options_are_validated() {
+    let e = err(&BASE.replace(
+        "scheme: sinusoidal",
+        "scheme: multiscale, bases: [10, 100, 1000]",
+    ));
+    check(&e, 5, &["positional.bases", "3 bases cannot split 2 heads"]);
+    let e = err(&BASE.replace("scheme: sinusoidal", "scheme: rope, pairing: zigzag"));
+    check(
+        &e,
+        5,
+        &[
+            "positional.pairing",
+            "unknown value `zigzag`",
+            "interleaved, halves",
+        ],
+    );
+    let e = err(&BASE.replace("scheme: sinusoidal", "scheme: alibi, heads: 3"));
+    check(&e, 5, &["positional.heads", "valid: `all` or 1 to 2"]);
+    let e = err(&BASE.replace("scheme: sinusoidal", "scheme: sinusoidal, position_dims: 4"));
+    check(
+        &e,
+        5,
+        &["positional.position_dims", "only to `fusion: concat`"],
+    );
+    let e = err(&BASE.replace(
+        "scheme: sinusoidal",
+        "scheme: dynamic_dim, from: 0.9, to: 0.5",
+    ));
+    check(&e, 5, &["positional.from", "0 < from <= to <= 1"]);
+}

@@ -1,20 +1,23 @@
-//! Causal multi-head self-attention with positional hooks: an additive score
-//! bias and a q/k rotation, supplied by the positional scheme.
+//! Causal multi-head self-attention with positional hooks: score biases
+//! (fixed, learned or query-dependent), a value-side term and a q/k rotation,
+//! all supplied by the positional scheme.
 
 use super::layers::{Act, Linear};
 use super::param::ParamVisitor;
 use super::ModelTape;
-use crate::positional::{OTape, Rotation, Scores};
+use crate::positional::{Heads, PositionalLayer, Positions, Rotation};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
 /// Per-forward inputs shared by every layer.
-pub struct AttentionContext<Dev: Device<f32>> {
+pub struct AttentionContext<'a, const D: usize, Dev: Device<f32>> {
     pub heads: usize,
     /// (seq, seq): 0 where key j ≤ query i, a large negative number above.
     /// Finite, so a fully masked row cannot produce NaN.
     pub causal_mask: Tensor<(usize, usize), f32, Dev>,
     pub rotation: Option<Rotation<Dev>>,
+    pub position: &'a dyn PositionalLayer<D, Dev>,
+    pub positions: &'a Positions,
     /// Dropout probability on attention weights; 0 at evaluation.
     pub dropout: f32,
 }
@@ -52,11 +55,12 @@ impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
     pub fn forward<T: ModelTape<Dev>>(
         &self,
         x: Act<D, Dev, T>,
-        bias: Option<Scores<Dev, OTape<Dev>>>,
-        ctx: &AttentionContext<Dev>,
+        layer: usize,
+        ctx: &AttentionContext<D, Dev>,
     ) -> Act<D, Dev, T> {
         let (b, s, _) = *x.shape();
         let (h, dh) = (ctx.heads, D / ctx.heads);
+        let (position, pos) = (ctx.position, ctx.positions);
         let q = split_heads(self.q.forward(x.retaped::<T>()), h); // (b, h, s, dh)
         let k = split_heads(self.k.forward(x.retaped::<T>()), h); // (b, h, s, dh)
         let v = split_heads(self.v.forward(x), h); // (b, h, s, dh)
@@ -64,11 +68,14 @@ impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
             Some(rotation) => (rotation.apply(q), rotation.apply(k)),
             None => (q, k),
         };
-        let scores = q.matmul(k.permute::<_, Axes4<0, 1, 3, 2>>()) * (1.0 / (dh as f32).sqrt()); // (b, h, s, s)
-        let scores = match bias {
-            Some(bias) => scores + T::adopt(bias),
-            None => scores,
-        };
+        let query_bias = position.query_bias(layer, T::lend(q.retaped::<T>()), pos);
+        let mut scores = q.matmul(k.permute::<_, Axes4<0, 1, 3, 2>>()) * (1.0 / (dh as f32).sqrt()); // (b, h, s, s)
+        for bias in [position.score_bias(layer, pos, h), query_bias]
+            .into_iter()
+            .flatten()
+        {
+            scores = scores + T::adopt(bias);
+        }
         let scores = scores
             + ctx
                 .causal_mask
@@ -80,7 +87,11 @@ impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
         } else {
             weights
         };
-        let mixed = weights.matmul(v); // (b, h, s, dh)
+        let value_bias = position.value_bias(layer, T::lend(weights.retaped::<T>()), pos);
+        let mut mixed = weights.matmul(v); // (b, h, s, dh)
+        if let Some(extra) = value_bias {
+            mixed = mixed + T::adopt(extra);
+        }
         let merged = mixed
             .permute::<_, Axes4<0, 2, 1, 3>>()
             .reshape_like(&(b, s, Const::<D>)); // (b, s, D)
@@ -99,7 +110,7 @@ impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
 fn split_heads<const D: usize, Dev: Device<f32>, T: Tape<f32, Dev>>(
     x: Act<D, Dev, T>,
     heads: usize,
-) -> Tensor<(usize, usize, usize, usize), f32, Dev, T> {
+) -> Heads<Dev, T> {
     let (b, s, _) = *x.shape();
     x.reshape_like(&(b, s, heads, D / heads))
         .permute::<_, Axes4<0, 2, 1, 3>>()

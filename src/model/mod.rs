@@ -6,7 +6,9 @@ pub mod layers;
 pub mod param;
 
 use crate::options::FieldError;
-use crate::positional::{self, BuildContext, OTape, PositionalConfig, PositionalLayer, Positions};
+use crate::positional::{
+    self, BuildContext, InputLayout, OTape, PositionalConfig, PositionalLayer, Positions,
+};
 use attention::{causal_mask, Attention, AttentionContext};
 use dfdx::prelude::*;
 use layers::{Act, LayerNorm, Linear};
@@ -123,10 +125,15 @@ pub fn with_widths<V: WithWidths>(config: &ModelConfig, visitor: V) -> V::Output
 /// moves them onto this tape.
 pub trait ModelTape<Dev: Device<f32>>: Tape<f32, Dev> {
     fn adopt<S: Shape>(t: Tensor<S, f32, Dev, OTape<Dev>>) -> Tensor<S, f32, Dev, Self>;
+    /// The reverse of `adopt`: a tensor of this tape handed to a hook.
+    fn lend<S: Shape>(t: Tensor<S, f32, Dev, Self>) -> Tensor<S, f32, Dev, OTape<Dev>>;
 }
 
 impl<Dev: Device<f32>> ModelTape<Dev> for OwnedTape<f32, Dev> {
     fn adopt<S: Shape>(t: Tensor<S, f32, Dev, OTape<Dev>>) -> Tensor<S, f32, Dev, Self> {
+        t
+    }
+    fn lend<S: Shape>(t: Tensor<S, f32, Dev, Self>) -> Tensor<S, f32, Dev, OTape<Dev>> {
         t
     }
 }
@@ -134,6 +141,9 @@ impl<Dev: Device<f32>> ModelTape<Dev> for OwnedTape<f32, Dev> {
 impl<Dev: Device<f32>> ModelTape<Dev> for NoneTape {
     fn adopt<S: Shape>(t: Tensor<S, f32, Dev, OTape<Dev>>) -> Tensor<S, f32, Dev, Self> {
         t.split_tape().0
+    }
+    fn lend<S: Shape>(t: Tensor<S, f32, Dev, Self>) -> Tensor<S, f32, Dev, OTape<Dev>> {
+        t.put_tape(OwnedTape::default())
     }
 }
 
@@ -164,12 +174,12 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Block<D, F, Dev> {
     fn forward<T: ModelTape<Dev>>(
         &self,
         x: Act<D, Dev, T>,
-        bias: Option<positional::Scores<Dev, OTape<Dev>>>,
-        ctx: &AttentionContext<Dev>,
+        layer: usize,
+        ctx: &AttentionContext<D, Dev>,
     ) -> Act<D, Dev, T> {
         let h = self
             .attn
-            .forward(self.ln_attn.forward(x.retaped::<T>()), bias, ctx);
+            .forward(self.ln_attn.forward(x.retaped::<T>()), layer, ctx);
         let x = x + dropout(h, ctx.dropout);
         let h = self.ff_in.forward(self.ln_ff.forward(x.retaped::<T>())); // (b, s, F)
         let h = match self.activation {
@@ -273,6 +283,19 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
             .clone()
             .put_tape(tape)
             .gather(ids); // (b, s, D)
+        let x = match self.position.input_layout() {
+            InputLayout::Add => x,
+            // Concat: the token part keeps only its first dims; position fills the rest.
+            InputLayout::Concat { token_dims } => {
+                let keep: Vec<f32> = (0..D)
+                    .map(|d| if d < token_dims { 1.0 } else { 0.0 })
+                    .collect();
+                x * self
+                    .dev
+                    .tensor_from_vec(keep, (Const::<D>,))
+                    .broadcast_like(&(b, s, Const::<D>))
+            }
+        };
         let mut x = match self.position.input(pos) {
             Some(p) => x + T::adopt(p),
             None => x,
@@ -281,6 +304,8 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
             heads,
             causal_mask: self.dev.tensor_from_vec(causal_mask(s), (s, s)),
             rotation: self.position.rotation(pos, heads, D / heads),
+            position: self.position.as_ref(),
+            positions: pos,
             dropout: if train {
                 self.config.dropout as f32
             } else {
@@ -288,7 +313,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
             },
         };
         for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, self.position.score_bias(layer, pos, heads), &ctx);
+            x = block.forward(x, layer, &ctx);
         }
         let x = self.ln_final.forward(x).reshape_like(&(b * s, Const::<D>)); // (b·s, D)
         let logits = x.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
@@ -304,6 +329,11 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         }
         self.ln_final.visit_params(f);
         f(&mut self.unembedding);
+    }
+
+    /// Tells the positional scheme how far training is; returns what it schedules.
+    pub fn set_progress(&mut self, fraction: f64) -> Vec<(String, f64)> {
+        self.position.set_progress(fraction)
     }
 
     pub fn num_params(&mut self) -> usize {

@@ -1,6 +1,6 @@
 use super::attention::{causal_mask, Attention, AttentionContext};
 use super::*;
-use crate::positional::{Positions, Scores};
+use crate::positional::{Positions, Rotation, Scores};
 use rand::{Rng, SeedableRng};
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -27,20 +27,31 @@ fn tiny_model(positional: &PositionalConfig) -> Transformer<16, 64, Cpu> {
         ff: 64,
         layers: 2,
         heads: 2,
+        activation: Activation::Gelu,
         ..Default::default()
     };
     Transformer::new(&dev, &config, positional, 9, &mut rng(0))
 }
 
+const ALL_SCHEMES: [&str; 13] = [
+    "{scheme: none}",
+    "{scheme: sinusoidal}",
+    "{scheme: sinusoidal, fusion: concat, position_dims: 6}",
+    "{scheme: learned}",
+    "{scheme: learned, fusion: concat}",
+    "{scheme: shaw, max_distance: 2, values: true}",
+    "{scheme: t5, buckets: 8, max_distance: 16}",
+    "{scheme: t5, shared_across_layers: false}",
+    "{scheme: alibi}",
+    "{scheme: rope, fraction: 0.5}",
+    "{scheme: multiscale, bases: [10, 1000]}",
+    "{scheme: dynamic_dim, inner: sinusoidal}",
+    "{scheme: dynamic_dim}",
+];
+
 #[test]
 fn causal_mask_blocks_the_future() {
-    for yaml in [
-        "{scheme: none}",
-        "{scheme: sinusoidal}",
-        "{scheme: learned}",
-        "{scheme: alibi}",
-        "{scheme: rope}",
-    ] {
+    for yaml in ALL_SCHEMES {
         let model = tiny_model(&scheme(yaml));
         let pos = Positions::contiguous(1, 8);
         let a = vec![1, 4, 5, 6, 2, 4, 5, 6];
@@ -74,6 +85,66 @@ fn causal_mask_blocks_the_future() {
 }
 
 #[test]
+fn position_changes_the_output_except_for_nope() {
+    for yaml in ALL_SCHEMES {
+        let model = tiny_model(&scheme(yaml));
+        let tokens = vec![1, 4, 5, 6, 2, 4];
+        let run = |values: Vec<usize>| {
+            let pos = Positions {
+                batch: 1,
+                seq: 6,
+                values,
+            };
+            model
+                .forward(
+                    &TokenBatch {
+                        tokens: &tokens,
+                        positions: &pos,
+                    },
+                    NoneTape,
+                    false,
+                )
+                .as_vec()
+        };
+        let (plain, shifted) = (run(vec![0, 1, 2, 3, 4, 5]), run(vec![0, 2, 4, 6, 8, 10]));
+        if yaml == "{scheme: none}" {
+            assert_eq!(plain, shifted);
+        } else {
+            assert_ne!(plain, shifted, "{yaml} ignores positions");
+        }
+    }
+}
+
+/// A test scheme: a fixed (leaf) score bias and a rotation.
+struct BiasAndRotation {
+    bias: Tensor<(usize, usize, usize, usize), f32, Cpu>,
+    rotation: PositionalConfig,
+}
+
+impl PositionalLayer<8, Cpu> for BiasAndRotation {
+    fn score_bias(&self, _: usize, _: &Positions, _: usize) -> Option<Scores<Cpu, OTape<Cpu>>> {
+        Some(self.bias.retaped())
+    }
+    fn rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Option<Rotation<Cpu>> {
+        let mut r = rng(1);
+        let ctx = BuildContext {
+            dev: Cpu::default(),
+            heads,
+            layers: 1,
+            rng: &mut r,
+        };
+        positional::build::<8, Cpu>(&self.rotation, ctx).rotation(pos, heads, head_dim)
+    }
+}
+
+fn close(analytic: f32, numeric: f64, what: &str) {
+    assert!(
+        (analytic as f64 - numeric).abs() < 2e-3 + 1e-2 * numeric.abs(),
+        "{what}: analytic {analytic} vs numeric {numeric}"
+    );
+}
+
+#[test]
 fn attention_gradients_match_finite_differences() {
     let dev: Cpu = Default::default();
     let mut r = rng(7);
@@ -83,48 +154,46 @@ fn attention_gradients_match_finite_differences() {
     let bias_data = random(b * h * s * s, &mut r);
     let w = dev.tensor_from_vec(random(b * s * 8, &mut r), (b, s, Const::<8>));
     let pos = Positions::contiguous(b, s);
-    let rope = positional::build::<8, Cpu>(
-        &scheme("{scheme: rope, base: 10}"),
-        positional::BuildContext {
-            dev: dev.clone(),
-            heads: h,
-            layers: 1,
-            rng: &mut r,
-        },
-    );
-    let ctx = AttentionContext {
-        heads: h,
-        causal_mask: dev.tensor_from_vec(causal_mask(s), (s, s)),
-        rotation: rope.rotation(&pos, h, 4),
-        dropout: 0.0,
+    let rope = scheme("{scheme: rope, base: 10}");
+    let hooks = |bias: &[f32]| BiasAndRotation {
+        bias: dev.tensor_from_vec(bias.to_vec(), (b, h, s, s)),
+        rotation: rope.clone(),
     };
-    let bias_of = |data: &[f32]| -> Scores<Cpu, OTape<Cpu>> {
-        dev.tensor_from_vec(data.to_vec(), (b, h, s, s)).retaped()
-    };
+    let ctx = |layer: &BiasAndRotation| -> Option<Rotation<Cpu>> { layer.rotation(&pos, h, 4) };
     let loss = |attn: &Attention<8, Cpu>, x: &[f32], bias: &[f32]| -> f64 {
+        let layer = hooks(bias);
+        let c = AttentionContext {
+            heads: h,
+            causal_mask: dev.tensor_from_vec(causal_mask(s), (s, s)),
+            rotation: ctx(&layer),
+            position: &layer,
+            positions: &pos,
+            dropout: 0.0,
+        };
         let x = dev.tensor_from_vec(x.to_vec(), (b, s, Const::<8>));
-        let out: Tensor<(usize, usize, Const<8>), f32, Cpu> =
-            attn.forward(x, Some(bias_of(bias)), &ctx);
+        let out: Tensor<(usize, usize, Const<8>), f32, Cpu> = attn.forward(x, 0, &c);
         let total: Tensor<Rank0, f32, Cpu> = (out * w.clone()).sum();
         total.array() as f64
     };
 
     // Analytic gradients.
+    let layer = hooks(&bias_data);
+    let c = AttentionContext {
+        heads: h,
+        causal_mask: dev.tensor_from_vec(causal_mask(s), (s, s)),
+        rotation: ctx(&layer),
+        position: &layer,
+        positions: &pos,
+        dropout: 0.0,
+    };
     let x = dev.tensor_from_vec(x_data.clone(), (b, s, Const::<8>));
-    let bias = dev.tensor_from_vec(bias_data.clone(), (b, h, s, s));
-    let out = attn.forward(x.leaky_trace(), Some(bias.leaky_trace()), &ctx);
+    let out = attn.forward(x.leaky_trace(), 0, &c);
     let grads = (out * w.clone()).sum().backward();
-    let (gx, gbias) = (grads.get(&x).as_vec(), grads.get(&bias).as_vec());
+    let (gx, gbias) = (grads.get(&x).as_vec(), grads.get(&layer.bias).as_vec());
     let mut gparams = Vec::new();
     attn.visit_params(&mut |p| gparams.push(p.grad(&grads)));
 
     let eps = 1e-2f32;
-    let close = |analytic: f32, numeric: f64, what: &str| {
-        assert!(
-            (analytic as f64 - numeric).abs() < 2e-3 + 1e-2 * numeric.abs(),
-            "{what}: analytic {analytic} vs numeric {numeric}"
-        );
-    };
     for i in (0..x_data.len()).step_by(5) {
         let (mut plus, mut minus) = (x_data.clone(), x_data.clone());
         plus[i] += eps;
@@ -141,19 +210,10 @@ fn attention_gradients_match_finite_differences() {
             (loss(&attn, &x_data, &plus) - loss(&attn, &x_data, &minus)) / (2.0 * eps as f64);
         close(gbias[i], numeric, &format!("bias[{i}]"));
     }
-    // Every parameter tensor: a few coordinates each.
     for (p_index, grad) in gparams.iter().enumerate() {
         for i in (0..grad.len()).step_by(grad.len() / 4 + 1) {
             let mut eval_with = |delta: f32| {
-                let mut k = 0;
-                attn.visit_params(&mut |p| {
-                    if k == p_index {
-                        let mut v = p.values();
-                        v[i] += delta;
-                        p.set_values(&v);
-                    }
-                    k += 1;
-                });
+                nudge(&mut |f| attn.visit_params(f), p_index, i, delta);
                 loss(&attn, &x_data, &bias_data)
             };
             let plus = eval_with(eps);
@@ -168,8 +228,152 @@ fn attention_gradients_match_finite_differences() {
     }
 }
 
+/// Adds `delta` to entry `i` of the `index`-th parameter visited.
+fn nudge(visit: &mut dyn FnMut(&mut ParamVisitor<Cpu>), index: usize, i: usize, delta: f32) {
+    let mut k = 0;
+    visit(&mut |p| {
+        if k == index {
+            let mut v = p.values();
+            v[i] += delta;
+            p.set_values(&v);
+        }
+        k += 1;
+    });
+}
+
+fn batch_loss(
+    model: &Transformer<16, 64, Cpu>,
+    tokens: &[usize],
+    targets: &[usize],
+    weights: &[f32],
+    pos: &Positions,
+) -> f64 {
+    let dev = model.device().clone();
+    let logits = model.forward(
+        &TokenBatch {
+            tokens,
+            positions: pos,
+        },
+        NoneTape,
+        false,
+    );
+    weighted_cross_entropy(&dev, logits, targets, weights).array() as f64
+}
+
+/// Finite-difference check of every positional parameter through the whole model.
 #[test]
-fn learned_and_sinusoidal_models_count_their_parameters() {
+fn scheme_parameter_gradients_match_finite_differences() {
+    let learned_yaml = [
+        "{scheme: learned}",
+        "{scheme: learned, fusion: concat, position_dims: 4}",
+        "{scheme: t5, buckets: 4, max_distance: 8}",
+        "{scheme: t5, buckets: 4, max_distance: 8, shared_across_layers: false}",
+        "{scheme: shaw, max_distance: 2}",
+        "{scheme: shaw, max_distance: 2, values: true}",
+    ];
+    let tokens = vec![1, 4, 5, 6, 2, 4, 5, 1, 7, 8, 2, 7];
+    let targets = vec![4, 5, 6, 2, 4, 5, 6, 7, 8, 2, 7, 8];
+    let weights = vec![1.0 / 12.0; 12];
+    for yaml in learned_yaml {
+        let mut model = tiny_model(&scheme(yaml));
+        // Randomized-looking positions exercise clipping and every bucket.
+        let pos = Positions {
+            batch: 2,
+            seq: 6,
+            values: vec![0, 1, 3, 4, 7, 9, 0, 2, 3, 5, 6, 8],
+        };
+        let dev = model.device().clone();
+        let mut grads = Gradients::leaky();
+        model.visit_params(&mut |p| p.track(&mut grads));
+        let start: Tensor<Rank0, f32, Cpu> = dev.zeros();
+        let (_, tape) = start.traced(grads).split_tape();
+        let logits = model.forward(
+            &TokenBatch {
+                tokens: &tokens,
+                positions: &pos,
+            },
+            tape,
+            false,
+        );
+        let grads = weighted_cross_entropy(&dev, logits, &targets, &weights).backward();
+        let mut analytic = Vec::new();
+        model.visit_params(&mut |p| analytic.push(p.grad(&grads)));
+        // Parameter 0 is the token embedding; the scheme's follow it.
+        let mut counts = Vec::new();
+        model.position.visit_params(&mut |p| counts.push(p.len()));
+        assert!(!counts.is_empty(), "{yaml} has no parameters");
+        let eps = 1e-2f32;
+        for (k, &len) in counts.iter().enumerate() {
+            let index = 1 + k;
+            let mut checked = 0;
+            for i in (0..len).step_by(len / 6 + 1) {
+                let mut eval_with = |delta: f32| {
+                    nudge(&mut |f| model.visit_params(f), index, i, delta);
+                    batch_loss(&model, &tokens, &targets, &weights, &pos)
+                };
+                let plus = eval_with(eps);
+                let minus = eval_with(-2.0 * eps);
+                eval_with(eps);
+                close(
+                    analytic[index][i],
+                    (plus - minus) / (2.0 * eps as f64),
+                    &format!("{yaml} param {k}[{i}]"),
+                );
+                checked += 1;
+            }
+            assert!(checked > 0);
+            assert!(
+                analytic[index].iter().any(|&g| g != 0.0),
+                "{yaml}: param {k} got no gradient"
+            );
+        }
+    }
+}
+
+#[test]
+fn shaw_future_distances_get_zero_gradient() {
+    let mut model = tiny_model(&scheme("{scheme: shaw, max_distance: 3}"));
+    let dev = model.device().clone();
+    let pos = Positions::contiguous(1, 6);
+    let tokens = vec![1, 4, 5, 6, 2, 4];
+    let mut grads = Gradients::leaky();
+    model.visit_params(&mut |p| p.track(&mut grads));
+    let start: Tensor<Rank0, f32, Cpu> = dev.zeros();
+    let (_, tape) = start.traced(grads).split_tape();
+    let logits = model.forward(
+        &TokenBatch {
+            tokens: &tokens,
+            positions: &pos,
+        },
+        tape,
+        false,
+    );
+    let grads =
+        weighted_cross_entropy(&dev, logits, &[4, 5, 6, 2, 4, 5], &[1.0 / 6.0; 6]).backward();
+    let mut layer0 = Vec::new();
+    let mut k = 0;
+    model.position.visit_params(&mut |p| {
+        if k == 0 {
+            layer0 = p.grad(&grads);
+        }
+        k += 1;
+    });
+    // Rows 0..=3 are distances −3..0 (past and present), rows 4..=6 the future.
+    let head_dim = 8;
+    for (row, g) in layer0.chunks(head_dim).enumerate() {
+        if row > 3 {
+            assert!(g.iter().all(|&x| x == 0.0), "future row {row}: {g:?}");
+        } else {
+            assert!(
+                g.iter().any(|&x| x != 0.0),
+                "past row {row} has no gradient"
+            );
+        }
+    }
+}
+
+#[test]
+fn learned_models_count_their_parameters() {
     let mut none = tiny_model(&scheme("{scheme: none}"));
     let mut learned = tiny_model(&scheme("{scheme: learned, max_positions: 128}"));
     assert_eq!(learned.num_params() - none.num_params(), 128 * 16);

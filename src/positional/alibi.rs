@@ -2,24 +2,87 @@
 //! of query i for key j ≤ i (Press et al. 2022). Not scaled by 1/√d.
 
 use super::{
-    constant, BuildContext, NoOptions, OTape, PositionalLayer, Positions, SchemeDef, Scores,
+    constant, BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
 };
+use crate::options::FieldError;
 use dfdx::prelude::*;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub struct Alibi;
+
+/// `all` heads, or only the first `n` (the rest unbiased).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BiasedHeads {
+    #[default]
+    All,
+    First(usize),
+}
+
+impl Serialize for BiasedHeads {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BiasedHeads::All => s.serialize_str("all"),
+            BiasedHeads::First(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BiasedHeads {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Word(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected `all` or a number of heads"))?
+        {
+            Raw::Count(n) => Ok(BiasedHeads::First(n as usize)),
+            Raw::Word(w) if w == "all" => Ok(BiasedHeads::All),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "`{w}`; valid: `all` or a number of heads"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlibiOptions {
+    pub heads: BiasedHeads,
+}
 
 impl SchemeDef for Alibi {
     const NAME: &'static str = "alibi";
     const SUMMARY: &'static str =
         "fixed per-head linear bias -m_h*(i-j) on attention scores, geometric slopes";
     const CITATION: &'static str = "Press et al. 2022, Train Short, Test Long (ALiBi)";
-    type Options = NoOptions;
+    type Options = AlibiOptions;
+    fn check(o: &AlibiOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
+        match o.heads {
+            BiasedHeads::First(n) if n == 0 || n > ctx.heads => Err(FieldError::new(
+                &["heads"],
+                format!(
+                    "{n} biased heads out of {}; valid: `all` or 1 to {}",
+                    ctx.heads, ctx.heads
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
     fn build<const D: usize, Dev: Device<f32>>(
-        _: NoOptions,
+        options: AlibiOptions,
         ctx: BuildContext<'_, Dev>,
     ) -> Box<dyn PositionalLayer<D, Dev>> {
+        let biased = match options.heads {
+            BiasedHeads::All => ctx.heads,
+            BiasedHeads::First(n) => n,
+        };
+        let mut all = slopes(biased);
+        all.resize(ctx.heads, 0.0);
         Box::new(AlibiLayer {
-            slopes: slopes(ctx.heads),
+            slopes: all,
             dev: ctx.dev,
         })
     }
@@ -103,6 +166,34 @@ mod tests {
         let head3 = [0.0, 0.0, 0.0, -m3, 0.0, 0.0, -2.0 * m3, -m3, 0.0];
         assert_eq!(&got[0..9], &head0.map(|x: f64| x as f32));
         assert_eq!(&got[27..36], &head3.map(|x: f64| x as f32));
+    }
+
+    #[test]
+    fn partial_heads_leave_the_rest_unbiased() {
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let ctx = BuildContext {
+            dev: Cpu::default(),
+            heads: 4,
+            layers: 1,
+            rng: &mut rng,
+        };
+        let layer = Alibi::build::<8, Cpu>(
+            AlibiOptions {
+                heads: BiasedHeads::First(2),
+            },
+            ctx,
+        );
+        let bias = layer
+            .score_bias(0, &Positions::contiguous(1, 3), 4)
+            .unwrap()
+            .as_vec();
+        // Heads 0 and 1 use the 2-head slopes 1/16 and 1/256; heads 2 and 3 are zero.
+        assert_eq!(bias[3], -1.0 / 16.0);
+        assert_eq!(bias[9 + 3], -1.0 / 256.0);
+        assert!(bias[18..].iter().all(|&x| x == 0.0));
+        let parsed: AlibiOptions = serde_yaml::from_str("{heads: all}").unwrap();
+        assert_eq!(parsed.heads, BiasedHeads::All);
+        assert!(serde_yaml::from_str::<AlibiOptions>("{heads: some}").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `learned`: a trainable vector per absolute position, added to the token embeddings.
-//! A position at or beyond `max_positions` is a configuration error, never a wrap.
+//! `learned`: a trainable vector per absolute position, added to (or
+//! concatenated with) the token embeddings. A position at or beyond
+//! `max_positions` is a configuration error, never a wrap.
 
+use super::fusion::{self, Fusion, InputLayout};
 use super::{BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
 use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
@@ -13,12 +15,17 @@ pub struct Learned;
 #[serde(deny_unknown_fields, default)]
 pub struct LearnedOptions {
     pub max_positions: usize,
+    pub fusion: Fusion,
+    /// Position dims for `fusion: concat` (default d_model / 2).
+    pub position_dims: Option<usize>,
 }
 
 impl Default for LearnedOptions {
     fn default() -> Self {
         LearnedOptions {
             max_positions: 1024,
+            fusion: Fusion::Add,
+            position_dims: None,
         }
     }
 }
@@ -28,7 +35,8 @@ const INIT_STD: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
 impl SchemeDef for Learned {
     const NAME: &'static str = "learned";
-    const SUMMARY: &'static str = "trainable absolute position vectors added to token embeddings";
+    const SUMMARY: &'static str =
+        "trainable absolute position vectors added to (or concatenated with) token embeddings";
     const CITATION: &'static str = "Gehring et al. 2017; Vaswani et al. 2017 Table 3 (E)";
     type Options = LearnedOptions;
     fn check(options: &LearnedOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
@@ -45,37 +53,53 @@ impl SchemeDef for Learned {
             return Err(FieldError::new(
                 &["max_positions"],
                 format!(
-                    "this run uses positions up to {} (longest train or eval sequence) but max_positions is {}; \
-                     valid: max_positions >= {}, or shorter eval.lengths",
+                    "this run uses positions up to {} (longest train or eval sequence, or randomized.max_position - 1) \
+                     but max_positions is {}; valid: max_positions >= {}, or shorter eval.lengths",
                     ctx.max_position,
                     options.max_positions,
                     ctx.max_position + 1
                 ),
             ));
         }
-        Ok(())
+        fusion::position_dims(options.fusion, options.position_dims, ctx.d_model).map(|_| ())
     }
     fn build<const D: usize, Dev: Device<f32>>(
         options: LearnedOptions,
         ctx: BuildContext<'_, Dev>,
     ) -> Box<dyn PositionalLayer<D, Dev>> {
+        let dims =
+            fusion::position_dims(options.fusion, options.position_dims, D).expect("checked");
         let table = Param::normal(
             &ctx.dev,
-            (options.max_positions, Const::<D>),
+            (options.max_positions, dims),
             INIT_STD,
             false,
             ctx.rng,
         );
+        let placement = fusion::place(identity(dims), dims, D);
         Box::new(LearnedLayer {
             table,
+            placement: ctx.dev.tensor_from_vec(placement, (dims, Const::<D>)),
+            layout: fusion::layout(options.fusion, dims, D),
             dev: ctx.dev,
         })
     }
 }
 
+fn identity(n: usize) -> Vec<f32> {
+    let mut m = vec![0.0; n * n];
+    for i in 0..n {
+        m[i * n + i] = 1.0;
+    }
+    m
+}
+
 pub(crate) struct LearnedLayer<const D: usize, Dev: Device<f32>> {
-    /// (max_positions, D)
-    pub(crate) table: Param<(usize, Const<D>), Dev>,
+    /// (max_positions, position dims)
+    pub(crate) table: Param<(usize, usize), Dev>,
+    /// (position dims, D): where the position vector lands in the input.
+    placement: Tensor<(usize, Const<D>), f32, Dev>,
+    layout: InputLayout,
     dev: Dev,
 }
 
@@ -84,10 +108,16 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for LearnedLayer<
         &self,
         pos: &Positions,
     ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
-        let index = self
-            .dev
-            .tensor_from_vec(pos.values.clone(), (pos.batch, pos.seq));
-        Some(self.table.on::<OTape<Dev>>().gather(index))
+        let (b, s) = (pos.batch, pos.seq);
+        let index = self.dev.tensor_from_vec(pos.values.clone(), (b * s,));
+        let rows = self.table.on::<OTape<Dev>>().gather(index); // (b·s, dims)
+        Some(
+            rows.matmul(self.placement.clone())
+                .reshape_like(&(b, s, Const::<D>)),
+        )
+    }
+    fn input_layout(&self) -> InputLayout {
+        self.layout
     }
     fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
         f(&mut self.table);
@@ -99,13 +129,28 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn layer(options: LearnedOptions) -> Box<dyn PositionalLayer<4, Cpu>> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        Learned::build::<4, Cpu>(
+            options,
+            BuildContext {
+                dev: Default::default(),
+                heads: 1,
+                layers: 1,
+                rng: &mut rng,
+            },
+        )
+    }
+
     #[test]
     fn only_used_rows_receive_gradient() {
         let dev: Cpu = Default::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let table = Param::normal(&dev, (6, Const::<4>), 1.0, false, &mut rng);
+        let table = Param::normal(&dev, (6, 4), 1.0, false, &mut rng);
         let layer = LearnedLayer::<4, Cpu> {
             table,
+            placement: dev.tensor_from_vec(identity(4), (4, Const::<4>)),
+            layout: InputLayout::Add,
             dev: dev.clone(),
         };
         let pos = Positions {
@@ -127,18 +172,37 @@ mod tests {
     }
 
     #[test]
+    fn concat_fills_only_the_last_dims() {
+        let l = layer(LearnedOptions {
+            max_positions: 8,
+            fusion: Fusion::Concat,
+            position_dims: Some(2),
+        });
+        assert_eq!(l.input_layout(), InputLayout::Concat { token_dims: 2 });
+        let out = l.input(&Positions::contiguous(1, 3)).unwrap().as_vec();
+        for row in out.chunks(4) {
+            assert_eq!(&row[..2], &[0.0, 0.0]);
+            assert!(row[2] != 0.0 && row[3] != 0.0);
+        }
+    }
+
+    #[test]
     fn rejects_positions_past_the_table() {
         let ctx = SchemeContext {
             d_model: 8,
             heads: 2,
             max_position: 64,
         };
-        let err = Learned::check(&LearnedOptions { max_positions: 64 }, &ctx).unwrap_err();
+        let opts = |m| LearnedOptions {
+            max_positions: m,
+            ..Default::default()
+        };
+        let err = Learned::check(&opts(64), &ctx).unwrap_err();
         assert!(
             err.message.contains("max_positions >= 65"),
             "{}",
             err.message
         );
-        assert!(Learned::check(&LearnedOptions { max_positions: 65 }, &ctx).is_ok());
+        assert!(Learned::check(&opts(65), &ctx).is_ok());
     }
 }

@@ -5,10 +5,16 @@
 //! its type to the `registry!` line below.
 
 mod alibi;
+mod dynamic_dim;
+mod fusion;
 mod learned;
+mod multiscale;
 mod none;
+mod randomized;
 mod rope;
+mod shaw;
 mod sinusoidal;
+mod t5;
 
 use crate::model::param::ParamVisitor;
 use crate::options::{self, FieldError};
@@ -16,12 +22,16 @@ use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Serialize};
 
+pub use fusion::{Fusion, InputLayout};
+pub use randomized::Randomized;
 pub use rope::Rotation;
 
 /// Owned tape: hooks return tensors on it and the model adopts them into its own.
 pub type OTape<Dev> = OwnedTape<f32, Dev>;
 /// (batch, heads, query, key) scores or biases.
 pub type Scores<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
+/// (batch, heads, seq, head_dim) queries, keys or values.
+pub type Heads<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
 
 /// The integer position of every token of a batch, row-major (batch, seq).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +72,39 @@ pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
     ) -> Option<Scores<Dev, OTape<Dev>>> {
         None
     }
+    /// Added to the scaled scores of `layer`, computed from the (unscaled)
+    /// queries (batch, heads, seq, head_dim): Shaw et al.'s key-side term.
+    fn query_bias(
+        &self,
+        _layer: usize,
+        _queries: Heads<Dev, OTape<Dev>>,
+        _pos: &Positions,
+    ) -> Option<Scores<Dev, OTape<Dev>>> {
+        None
+    }
+    /// Added to the attention output of `layer` (batch, heads, seq, head_dim),
+    /// computed from the attention weights: Shaw et al.'s value-side term.
+    fn value_bias(
+        &self,
+        _layer: usize,
+        _weights: Scores<Dev, OTape<Dev>>,
+        _pos: &Positions,
+    ) -> Option<Heads<Dev, OTape<Dev>>> {
+        None
+    }
     /// Rotation applied to queries and keys in every layer.
     fn rotation(&self, _pos: &Positions, _heads: usize, _head_dim: usize) -> Option<Rotation<Dev>> {
         None
+    }
+    /// How token and position share the input vector (concat fusion
+    /// reserves the last dims for position).
+    fn input_layout(&self) -> InputLayout {
+        InputLayout::Add
+    }
+    /// Training progress in [0, 1]; returns the scheduled quantities to log
+    /// as curves (name, value). Evaluation runs after `set_progress(1.0)`.
+    fn set_progress(&mut self, _fraction: f64) -> Vec<(String, f64)> {
+        Vec::new()
     }
     /// Trainable tensors, in a fixed order.
     fn visit_params(&mut self, _f: &mut ParamVisitor<Dev>) {}
@@ -94,6 +134,8 @@ pub trait SchemeDef {
     const SUMMARY: &'static str;
     const CITATION: &'static str;
     type Options: DeserializeOwned + Serialize + Default;
+    /// Whether the scheme reads integer positions (and so takes `randomized`).
+    const READS_POSITIONS: bool = true;
     /// Rejects options this run cannot use (paths relative to `positional`).
     fn check(_options: &Self::Options, _ctx: &SchemeContext) -> Result<(), FieldError> {
         Ok(())
@@ -110,6 +152,20 @@ pub struct PositionalConfig {
     pub scheme: String,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// Random sorted positions instead of 0..n (Ruoss et al. 2023).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub randomized: Option<Randomized>,
+}
+
+impl PositionalConfig {
+    /// The positions of a (batch, seq) batch: 0..seq in every row, or a
+    /// sorted random subset of [0, L) per row when randomized.
+    pub fn positions(&self, batch: usize, seq: usize, rng: &mut ChaCha8Rng) -> Positions {
+        match &self.randomized {
+            None => Positions::contiguous(batch, seq),
+            Some(r) => r.positions(batch, seq, rng),
+        }
+    }
 }
 
 /// For `posembed schemes`.
@@ -118,6 +174,7 @@ pub struct SchemeInfo {
     pub summary: &'static str,
     pub citation: &'static str,
     pub defaults: fn() -> serde_json::Value,
+    pub reads_positions: bool,
 }
 
 fn canonical<T: SchemeDef>(
@@ -154,6 +211,7 @@ macro_rules! registry {
             summary: <$def>::SUMMARY,
             citation: <$def>::CITATION,
             defaults: defaults::<$def>,
+            reads_positions: <$def>::READS_POSITIONS,
         }),*];
 
         fn canonical_named(
@@ -184,8 +242,12 @@ registry!(
     none::NoPosition,
     sinusoidal::Sinusoidal,
     learned::Learned,
+    shaw::Shaw,
+    t5::T5,
     alibi::Alibi,
     rope::Rope,
+    multiscale::Multiscale,
+    dynamic_dim::DynamicDim,
 );
 
 pub fn names() -> Vec<&'static str> {
@@ -223,6 +285,28 @@ pub fn parse(
     };
     let mut rest = map.clone();
     rest.remove("scheme");
+    let randomized = match rest.remove("randomized") {
+        None | Some(serde_yaml::Value::Null) => None,
+        Some(value) => {
+            let info = SCHEMES.iter().find(|s| s.name == scheme);
+            if info.is_some_and(|s| !s.reads_positions) {
+                return Err(FieldError::new(
+                    &["randomized"],
+                    format!("scheme `{scheme}` reads no positions, so it cannot randomize them; valid: a scheme other than none"),
+                ));
+            }
+            let r: Randomized = options::parse(&value)
+                .map_err(|e| e.within(&[crate::options::Seg::Key("randomized".into())]))?;
+            r.check(ctx)?;
+            Some(r)
+        }
+    };
+    let ctx = &SchemeContext {
+        max_position: randomized
+            .as_ref()
+            .map_or(ctx.max_position, |r| r.max_position - 1),
+        ..ctx.clone()
+    };
     match canonical_named(&scheme, &serde_yaml::Value::Mapping(rest), ctx) {
         None => Err(FieldError::new(
             &["scheme"],
@@ -232,7 +316,11 @@ pub fn parse(
             message: format!("{} (scheme `{scheme}`)", err.message),
             ..err
         }),
-        Some(Ok(options)) => Ok(PositionalConfig { scheme, options }),
+        Some(Ok(options)) => Ok(PositionalConfig {
+            scheme,
+            options,
+            randomized,
+        }),
     }
 }
 

@@ -14,6 +14,7 @@ impl SchemeDef for NoPosition {
         "no positional signal (NoPE); order comes only from the causal mask";
     const CITATION: &'static str = "Kazemnejad et al. 2023, The Impact of Positional Encoding on Length Generalization in Transformers";
     type Options = NoOptions;
+    const READS_POSITIONS: bool = false;
     fn build<const D: usize, Dev: Device<f32>>(
         _: NoOptions,
         _: BuildContext<'_, Dev>,

@@ -3,8 +3,10 @@
 //! r = fraction·head_dim dims; the rest pass through unchanged (GPT-NeoX
 //! `rotary_pct`). Pairing `interleaved` rotates (2i, 2i+1) (RoFormer, GPT-J);
 //! `halves` rotates (i, i + r/2) (GPT-NeoX `rotate_half`).
+//! Also the shared machinery of every rotary scheme (multiscale, dynamic_dim).
 
-use super::{BuildContext, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::sinusoidal::check_base;
+use super::{BuildContext, Heads, PositionalLayer, Positions, SchemeContext, SchemeDef};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -38,21 +40,12 @@ impl Default for RopeOptions {
 
 impl SchemeDef for Rope {
     const NAME: &'static str = "rope";
-    const SUMMARY: &'static str =
-        "rotary: rotate q/k pairs by p*theta_i over the first fraction*head_dim dims";
+    const SUMMARY: &'static str = "rotary: rotate q/k pairs by p*theta_i, theta_i = base^(-2i/r), over the first r = fraction*head_dim dims";
     const CITATION: &'static str =
         "Su et al. 2021, RoFormer; partial rotary as GPT-NeoX (Black et al. 2022)";
     type Options = RopeOptions;
     fn check(options: &RopeOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
-        if !(options.base.is_finite() && options.base > 1.0) {
-            return Err(FieldError::new(
-                &["base"],
-                format!(
-                    "base {} is invalid; valid: a finite number > 1",
-                    options.base
-                ),
-            ));
-        }
+        check_base(options.base)?;
         let head_dim = ctx.d_model / ctx.heads;
         if !(options.fraction > 0.0 && options.fraction <= 1.0)
             || rotary_dims(options.fraction, head_dim) < 2
@@ -83,23 +76,100 @@ pub fn rotary_dims(fraction: f64, head_dim: usize) -> usize {
     ((fraction * head_dim as f64).floor() as usize) & !1
 }
 
+/// Two dims rotated together by angle p·theta.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotatedPair {
+    pub a: usize,
+    pub b: usize,
+    pub theta: f64,
+}
+
+/// The pairs of the first `r` dims with θ_i = base^(−2i/r).
+pub fn rotary_pairs(pairing: Pairing, r: usize, base: f64) -> Vec<RotatedPair> {
+    (0..r / 2)
+        .map(|i| {
+            let (a, b) = match pairing {
+                Pairing::Interleaved => (2 * i, 2 * i + 1),
+                Pairing::Halves => (i, i + r / 2),
+            };
+            RotatedPair {
+                a,
+                b,
+                theta: base.powf(-2.0 * i as f64 / r as f64),
+            }
+        })
+        .collect()
+}
+
 /// Fixed tensors that rotate (batch, heads, seq, head_dim) queries and keys:
 /// x ↦ x ⊙ cos + (x · pairs) ⊙ sin.
 pub struct Rotation<Dev: Device<f32>> {
-    /// (batch, seq, head_dim)
-    pub cos: Tensor<(usize, usize, usize), f32, Dev>,
-    /// (batch, seq, head_dim)
-    pub sin: Tensor<(usize, usize, usize), f32, Dev>,
+    /// (batch, heads, seq, head_dim); heads may be a broadcast axis.
+    pub cos: Heads<Dev, NoneTape>,
+    /// (batch, heads, seq, head_dim)
+    pub sin: Heads<Dev, NoneTape>,
     /// (head_dim, head_dim) signed permutation: (x · pairs)[a] = −x[b], [b] = x[a] for each pair (a, b).
     pub pairs: Tensor<(usize, usize), f32, Dev>,
 }
 
 impl<Dev: Device<f32>> Rotation<Dev> {
+    /// Builds the rotation of `pairs_per_head[h]` for each head (one entry: shared by all heads).
+    /// Every head must rotate the same (a, b) pairs; only the angles may differ.
+    pub fn new(
+        dev: &Dev,
+        pos: &Positions,
+        heads: usize,
+        head_dim: usize,
+        pairs_per_head: &[Vec<RotatedPair>],
+    ) -> Self {
+        let mut matrix = vec![0.0; head_dim * head_dim];
+        for p in &pairs_per_head[0] {
+            matrix[p.b * head_dim + p.a] = -1.0;
+            matrix[p.a * head_dim + p.b] = 1.0;
+        }
+        let (b, s) = (pos.batch, pos.seq);
+        let groups = pairs_per_head.len();
+        let n = b * groups * s * head_dim;
+        let (mut cos, mut sin) = (vec![1.0f32; n], vec![0.0f32; n]);
+        for bi in 0..b {
+            for (g, pairs) in pairs_per_head.iter().enumerate() {
+                for (t, &p) in pos.row(bi).iter().enumerate() {
+                    let base = ((bi * groups + g) * s + t) * head_dim;
+                    for pair in pairs {
+                        let angle = p as f64 * pair.theta;
+                        let (c, sn) = (angle.cos() as f32, angle.sin() as f32);
+                        cos[base + pair.a] = c;
+                        cos[base + pair.b] = c;
+                        sin[base + pair.a] = sn;
+                        sin[base + pair.b] = sn;
+                    }
+                }
+            }
+        }
+        let shape = (b, heads, s, head_dim);
+        let (cos, sin) = if groups == 1 {
+            let c = dev.tensor_from_vec(cos, (b, s, head_dim));
+            let sn = dev.tensor_from_vec(sin, (b, s, head_dim));
+            (
+                c.broadcast_like::<_, Axis<1>>(&shape),
+                sn.broadcast_like::<_, Axis<1>>(&shape),
+            )
+        } else {
+            assert_eq!(groups, heads, "one pair list per head");
+            (
+                dev.tensor_from_vec(cos, shape),
+                dev.tensor_from_vec(sin, shape),
+            )
+        };
+        Rotation {
+            cos,
+            sin,
+            pairs: dev.tensor_from_vec(matrix, (head_dim, head_dim)),
+        }
+    }
+
     /// q or k: (batch, heads, seq, head_dim).
-    pub fn apply<T: Tape<f32, Dev>>(
-        &self,
-        x: Tensor<(usize, usize, usize, usize), f32, Dev, T>,
-    ) -> Tensor<(usize, usize, usize, usize), f32, Dev, T> {
+    pub fn apply<T: Tape<f32, Dev>>(&self, x: Heads<Dev, T>) -> Heads<Dev, T> {
         let shape = *x.shape();
         let (b, h, s, dh) = shape;
         // A product with a signed permutation, not slices: dfdx's CPU slice backward is wrong.
@@ -108,57 +178,8 @@ impl<Dev: Device<f32>> Rotation<Dev> {
             .reshape_like(&(b * h * s, dh))
             .matmul(self.pairs.clone())
             .reshape_like(&shape);
-        x * self.cos.clone().broadcast_like::<_, Axis<1>>(&shape)
-            + partner * self.sin.clone().broadcast_like::<_, Axis<1>>(&shape)
+        x * self.cos.clone() + partner * self.sin.clone()
     }
-}
-
-/// The (a, b) index pairs rotated together and the frequency index of each.
-pub fn pairs(pairing: Pairing, r: usize) -> Vec<(usize, usize)> {
-    match pairing {
-        Pairing::Interleaved => (0..r / 2).map(|i| (2 * i, 2 * i + 1)).collect(),
-        Pairing::Halves => (0..r / 2).map(|i| (i, i + r / 2)).collect(),
-    }
-}
-
-/// Host-side rotation tables: (cos, sin) of shape (batch, seq, head_dim) and
-/// the (head_dim, head_dim) pair matrix.
-pub fn tables(
-    options: &RopeOptions,
-    pos: &Positions,
-    head_dim: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let r = rotary_dims(options.fraction, head_dim);
-    let pairs = pairs(options.pairing, r);
-    let mut matrix = vec![0.0; head_dim * head_dim];
-    for &(a, b) in &pairs {
-        matrix[b * head_dim + a] = -1.0;
-        matrix[a * head_dim + b] = 1.0;
-    }
-    let mut cos = Vec::with_capacity(pos.values.len() * head_dim);
-    let mut sin = Vec::with_capacity(pos.values.len() * head_dim);
-    let mut angle_of_dim = vec![None; head_dim];
-    for (i, &(a, b)) in pairs.iter().enumerate() {
-        let theta = options.base.powf(-2.0 * i as f64 / r as f64);
-        angle_of_dim[a] = Some(theta);
-        angle_of_dim[b] = Some(theta);
-    }
-    for &p in &pos.values {
-        for theta in &angle_of_dim {
-            match theta {
-                Some(theta) => {
-                    let angle = p as f64 * theta;
-                    cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
-                }
-                None => {
-                    cos.push(1.0);
-                    sin.push(0.0);
-                }
-            }
-        }
-    }
-    (cos, sin, matrix)
 }
 
 struct RopeLayer<Dev> {
@@ -167,22 +188,25 @@ struct RopeLayer<Dev> {
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for RopeLayer<Dev> {
-    fn rotation(&self, pos: &Positions, _heads: usize, head_dim: usize) -> Option<Rotation<Dev>> {
-        let (cos, sin, pairs) = tables(&self.options, pos, head_dim);
-        let shape = (pos.batch, pos.seq, head_dim);
-        Some(Rotation {
-            cos: self.dev.tensor_from_vec(cos, shape),
-            sin: self.dev.tensor_from_vec(sin, shape),
-            pairs: self.dev.tensor_from_vec(pairs, (head_dim, head_dim)),
-        })
+    fn rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Option<Rotation<Dev>> {
+        let o = &self.options;
+        let pairs = rotary_pairs(o.pairing, rotary_dims(o.fraction, head_dim), o.base);
+        Some(Rotation::new(&self.dev, pos, heads, head_dim, &[pairs]))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rotate(options: &RopeOptions, p: usize, x: &[f32]) -> Vec<f32> {
+    /// Rotates one head vector `x` placed at position `p`.
+    pub(crate) fn rotate(
+        layer: &dyn PositionalLayer<8, Cpu>,
+        heads: usize,
+        head: usize,
+        p: usize,
+        x: &[f32],
+    ) -> Vec<f32> {
         let dev: Cpu = Default::default();
         let pos = Positions {
             batch: 1,
@@ -190,69 +214,101 @@ mod tests {
             values: vec![p],
         };
         let dh = x.len();
-        let layer = RopeLayer {
-            options: options.clone(),
-            dev: dev.clone(),
-        };
-        let rot = PositionalLayer::<8, Cpu>::rotation(&layer, &pos, 1, dh).unwrap();
-        rot.apply(dev.tensor_from_vec(x.to_vec(), (1, 1, 1, dh)))
-            .as_vec()
+        let rot = layer.rotation(&pos, heads, dh).unwrap();
+        let mut data = vec![0.0; heads * dh];
+        data[head * dh..(head + 1) * dh].copy_from_slice(x);
+        let out = rot
+            .apply(dev.tensor_from_vec(data, (1, heads, 1, dh)))
+            .as_vec();
+        out[head * dh..(head + 1) * dh].to_vec()
     }
 
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
-    const Q: [f32; 8] = [0.3, -1.2, 0.7, 0.1, -0.4, 0.9, 1.5, -0.6];
-    const K: [f32; 8] = [1.1, 0.2, -0.5, 0.8, 0.6, -1.0, 0.3, 0.4];
+    pub(crate) const Q: [f32; 8] = [0.3, -1.2, 0.7, 0.1, -0.4, 0.9, 1.5, -0.6];
+    pub(crate) const K: [f32; 8] = [1.1, 0.2, -0.5, 0.8, 0.6, -1.0, 0.3, 0.4];
 
-    #[test]
-    fn scores_depend_only_on_offset() {
-        for pairing in [Pairing::Interleaved, Pairing::Halves] {
-            let o = RopeOptions {
-                pairing,
-                base: 100.0,
-                ..Default::default()
-            };
-            for offset in [0usize, 1, 3, 7] {
-                let reference = dot(&rotate(&o, offset, &Q), &rotate(&o, 0, &K));
-                for start in [1usize, 5, 20] {
-                    let s = dot(&rotate(&o, start + offset, &Q), &rotate(&o, start, &K));
-                    assert!(
-                        (s - reference).abs() < 1e-4,
-                        "{pairing:?} offset {offset} start {start}: {s} vs {reference}"
-                    );
-                }
+    fn layer(options: RopeOptions) -> RopeLayer<Cpu> {
+        RopeLayer {
+            options,
+            dev: Default::default(),
+        }
+    }
+
+    /// q_i · k_j after rotation depends only on i − j.
+    pub(crate) fn assert_relative(layer: &dyn PositionalLayer<8, Cpu>, heads: usize, head: usize) {
+        for offset in [0usize, 1, 3, 7] {
+            let reference = dot(
+                &rotate(layer, heads, head, offset, &Q),
+                &rotate(layer, heads, head, 0, &K),
+            );
+            for start in [1usize, 5, 20] {
+                let s = dot(
+                    &rotate(layer, heads, head, start + offset, &Q),
+                    &rotate(layer, heads, head, start, &K),
+                );
+                assert!(
+                    (s - reference).abs() < 1e-4,
+                    "head {head} offset {offset} start {start}: {s} vs {reference}"
+                );
             }
         }
     }
 
     #[test]
+    fn scores_depend_only_on_offset() {
+        for pairing in [Pairing::Interleaved, Pairing::Halves] {
+            assert_relative(
+                &layer(RopeOptions {
+                    pairing,
+                    base: 100.0,
+                    ..Default::default()
+                }),
+                1,
+                0,
+            );
+        }
+    }
+
+    #[test]
     fn partial_rotary_leaves_other_dims_bit_identical() {
-        let o = RopeOptions {
-            fraction: 0.5,
-            ..Default::default()
-        };
-        let out = rotate(&o, 7, &Q);
+        let out = rotate(
+            &layer(RopeOptions {
+                fraction: 0.5,
+                ..Default::default()
+            }),
+            1,
+            0,
+            7,
+            &Q,
+        );
         assert_eq!(&out[4..], &Q[4..]);
         assert_ne!(&out[..4], &Q[..4]);
     }
 
     #[test]
+    fn partial_rotary_uses_r_in_the_exponent() {
+        let pairs = rotary_pairs(Pairing::Interleaved, 4, 10000.0);
+        assert_eq!(pairs[1].theta, 10000f64.powf(-0.5));
+    }
+
+    #[test]
     fn pairings_agree_after_permutation() {
         // Interleaved on x equals halves on x permuted so that pair (2i, 2i+1) lands at (i, i + r/2).
-        let inter = RopeOptions {
+        let inter = layer(RopeOptions {
             pairing: Pairing::Interleaved,
             ..Default::default()
-        };
-        let halves = RopeOptions {
+        });
+        let halves = layer(RopeOptions {
             pairing: Pairing::Halves,
             ..Default::default()
-        };
+        });
         let perm = [0, 2, 4, 6, 1, 3, 5, 7];
         let permuted: Vec<f32> = perm.iter().map(|&i| Q[i]).collect();
-        let a = rotate(&inter, 5, &Q);
-        let b = rotate(&halves, 5, &permuted);
+        let a = rotate(&inter, 1, 0, 5, &Q);
+        let b = rotate(&halves, 1, 0, 5, &permuted);
         for (k, &i) in perm.iter().enumerate() {
             assert!((b[k] - a[i]).abs() < 1e-6);
         }
@@ -263,13 +319,9 @@ mod tests {
         // x feeds both the cos and the partner path; a slice-based rotate-half would
         // assign instead of accumulate here (dfdx CPU slice backward).
         let dev: Cpu = Default::default();
-        let o = RopeOptions::default();
         let pos = Positions::contiguous(1, 2);
-        let layer = RopeLayer {
-            options: o,
-            dev: dev.clone(),
-        };
-        let rot = PositionalLayer::<8, Cpu>::rotation(&layer, &pos, 1, 4).unwrap();
+        let pairs = rotary_pairs(Pairing::Interleaved, 4, 10000.0);
+        let rot = Rotation::new(&dev, &pos, 1, 4, &[pairs.clone()]);
         let x = dev.tensor_from_vec(
             vec![0.5, -1.0, 2.0, 0.25, 1.0, 0.3, -0.7, 0.9],
             (1, 1, 2, 4),
@@ -278,13 +330,16 @@ mod tests {
         let grads = (rot.apply(x.leaky_trace()) * w.clone()).sum().backward();
         let g = grads.get(&x).as_vec();
         // d/dx of Σ w ⊙ R x is Rᵀ w: rotate w by the negative angle.
-        let (cos, sin, _) = tables(&RopeOptions::default(), &pos, 4);
         let wv = w.as_vec();
         for t in 0..2 {
-            for (a, b) in [(0, 1), (2, 3)] {
-                let (ia, ib) = (t * 4 + a, t * 4 + b);
-                let ga = wv[ia] * cos[ia] + wv[ib] * sin[ib];
-                let gb = wv[ib] * cos[ib] - wv[ia] * sin[ia];
+            for p in &pairs {
+                let (c, s) = (
+                    (t as f64 * p.theta).cos() as f32,
+                    (t as f64 * p.theta).sin() as f32,
+                );
+                let (ia, ib) = (t * 4 + p.a, t * 4 + p.b);
+                let ga = wv[ia] * c + wv[ib] * s;
+                let gb = wv[ib] * c - wv[ia] * s;
                 assert!((g[ia] - ga).abs() < 1e-6 && (g[ib] - gb).abs() < 1e-6);
             }
         }

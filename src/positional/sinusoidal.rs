@@ -1,7 +1,11 @@
-//! `sinusoidal`: fixed vectors added to the token embeddings (Vaswani et al. 2017),
-//! interleaved layout: PE(p, 2i) = sin(p / base^(2i/d)), PE(p, 2i+1) = cos(p / base^(2i/d)).
+//! `sinusoidal`: fixed vectors added to (or concatenated with) the token
+//! embeddings (Vaswani et al. 2017), interleaved layout:
+//! PE(p, 2i) = sin(p / base^(2i/d)), PE(p, 2i+1) = cos(p / base^(2i/d)),
+//! with d the dims given to position (d_model, or position_dims for concat).
 
-use super::{constant, BuildContext, OTape, PositionalLayer, Positions, SchemeDef};
+use super::fusion::{self, Fusion, InputLayout};
+use super::{constant, BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -11,41 +15,52 @@ pub struct Sinusoidal;
 #[serde(deny_unknown_fields, default)]
 pub struct SinusoidalOptions {
     pub base: f64,
+    pub fusion: Fusion,
+    /// Position dims for `fusion: concat` (default d_model / 2).
+    pub position_dims: Option<usize>,
 }
 
 impl Default for SinusoidalOptions {
     fn default() -> Self {
-        SinusoidalOptions { base: 10000.0 }
+        SinusoidalOptions {
+            base: 10000.0,
+            fusion: Fusion::Add,
+            position_dims: None,
+        }
+    }
+}
+
+/// `base` must be a finite number above 1.
+pub fn check_base(base: f64) -> Result<(), FieldError> {
+    if base.is_finite() && base > 1.0 {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            &["base"],
+            format!("base {base} is invalid; valid: a finite number > 1"),
+        ))
     }
 }
 
 impl SchemeDef for Sinusoidal {
     const NAME: &'static str = "sinusoidal";
-    const SUMMARY: &'static str =
-        "fixed sin/cos vectors added to token embeddings (interleaved: sin at 2i, cos at 2i+1)";
+    const SUMMARY: &'static str = "fixed sin/cos vectors added to (or concatenated with) token embeddings; interleaved: sin at 2i, cos at 2i+1";
     const CITATION: &'static str = "Vaswani et al. 2017, Attention Is All You Need";
     type Options = SinusoidalOptions;
-    fn check(
-        options: &SinusoidalOptions,
-        _: &super::SchemeContext,
-    ) -> Result<(), crate::options::FieldError> {
-        if !(options.base.is_finite() && options.base > 1.0) {
-            return Err(crate::options::FieldError::new(
-                &["base"],
-                format!(
-                    "base {} is invalid; valid: a finite number > 1",
-                    options.base
-                ),
-            ));
-        }
-        Ok(())
+    fn check(options: &SinusoidalOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
+        check_base(options.base)?;
+        fusion::position_dims(options.fusion, options.position_dims, ctx.d_model).map(|_| ())
     }
     fn build<const D: usize, Dev: Device<f32>>(
         options: SinusoidalOptions,
         ctx: BuildContext<'_, Dev>,
     ) -> Box<dyn PositionalLayer<D, Dev>> {
+        let dims =
+            fusion::position_dims(options.fusion, options.position_dims, D).expect("checked");
         Box::new(SinusoidalLayer {
             base: options.base,
+            dims,
+            layout: fusion::layout(options.fusion, dims, D),
             dev: ctx.dev,
         })
     }
@@ -66,6 +81,8 @@ pub fn sinusoid_table(positions: &[usize], dims: usize, base: f64) -> Vec<f32> {
 
 struct SinusoidalLayer<Dev> {
     base: f64,
+    dims: usize,
+    layout: InputLayout,
     dev: Dev,
 }
 
@@ -74,8 +91,15 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for SinusoidalLay
         &self,
         pos: &Positions,
     ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
-        let table = sinusoid_table(&pos.values, D, self.base);
+        let table = fusion::place(
+            sinusoid_table(&pos.values, self.dims, self.base),
+            self.dims,
+            D,
+        );
         Some(constant(&self.dev, table, (pos.batch, pos.seq, Const::<D>)))
+    }
+    fn input_layout(&self) -> InputLayout {
+        self.layout
     }
 }
 
@@ -100,5 +124,12 @@ mod tests {
         assert!((at(2, 3) - 0.877_582_6).abs() < 1e-6);
         // Position 5, dims 6,7 (i = 3): angle = 5 / 10000^(6/8) = 0.005.
         assert!((at(2, 6) - 0.004_999_979).abs() < 1e-6);
+    }
+
+    #[test]
+    fn concat_places_position_in_the_last_dims() {
+        let placed = fusion::place(sinusoid_table(&[3], 4, 10000.0), 4, 8);
+        assert_eq!(&placed[..4], &[0.0; 4]);
+        assert_eq!(&placed[4..], &sinusoid_table(&[3], 4, 10000.0)[..]);
     }
 }

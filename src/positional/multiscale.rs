@@ -1,0 +1,123 @@
+//! `multiscale`: rotary embedding whose heads are split evenly into groups,
+//! group g rotating with base `bases[g]`: small bases resolve local order,
+//! large ones near-global order.
+
+use super::rope::{rotary_pairs, Pairing, Rotation};
+use super::sinusoidal::check_base;
+use super::{BuildContext, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use crate::options::{FieldError, Seg};
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub struct Multiscale;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultiscaleOptions {
+    pub bases: Vec<f64>,
+    pub pairing: Pairing,
+}
+
+impl Default for MultiscaleOptions {
+    fn default() -> Self {
+        MultiscaleOptions {
+            bases: vec![10.0, 100.0, 1000.0, 10000.0],
+            pairing: Pairing::Interleaved,
+        }
+    }
+}
+
+impl SchemeDef for Multiscale {
+    const NAME: &'static str = "multiscale";
+    const SUMMARY: &'static str =
+        "rotary with head groups of different bases (local to near-global order)";
+    const CITATION: &'static str = "multi-scale rotary heads; rotary as Su et al. 2021";
+    type Options = MultiscaleOptions;
+    fn check(options: &MultiscaleOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
+        let n = options.bases.len();
+        if n == 0 || ctx.heads % n != 0 {
+            return Err(FieldError::new(
+                &["bases"],
+                format!("{n} bases cannot split {} heads evenly; valid: a list whose length divides the head count", ctx.heads),
+            ));
+        }
+        for (i, &base) in options.bases.iter().enumerate() {
+            check_base(base).map_err(|e| FieldError {
+                path: vec![Seg::Key("bases".into()), Seg::Index(i)],
+                ..e
+            })?;
+        }
+        Ok(())
+    }
+    fn build<const D: usize, Dev: Device<f32>>(
+        options: MultiscaleOptions,
+        ctx: BuildContext<'_, Dev>,
+    ) -> Box<dyn PositionalLayer<D, Dev>> {
+        Box::new(MultiscaleLayer {
+            options,
+            dev: ctx.dev,
+        })
+    }
+}
+
+struct MultiscaleLayer<Dev> {
+    options: MultiscaleOptions,
+    dev: Dev,
+}
+
+impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for MultiscaleLayer<Dev> {
+    fn rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Option<Rotation<Dev>> {
+        let per_group = heads / self.options.bases.len();
+        let per_head: Vec<_> = (0..heads)
+            .map(|h| {
+                rotary_pairs(
+                    self.options.pairing,
+                    head_dim,
+                    self.options.bases[h / per_group],
+                )
+            })
+            .collect();
+        Some(Rotation::new(&self.dev, pos, heads, head_dim, &per_head))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::positional::rope::tests::{assert_relative, rotate, Q};
+
+    #[test]
+    fn every_head_group_is_relative_and_groups_differ() {
+        let layer = MultiscaleLayer {
+            options: MultiscaleOptions {
+                bases: vec![10.0, 10000.0],
+                ..Default::default()
+            },
+            dev: Cpu::default(),
+        };
+        for head in 0..4 {
+            assert_relative(&layer, 4, head);
+        }
+        assert_eq!(rotate(&layer, 4, 0, 9, &Q), rotate(&layer, 4, 1, 9, &Q));
+        assert_ne!(rotate(&layer, 4, 1, 9, &Q), rotate(&layer, 4, 2, 9, &Q));
+    }
+
+    #[test]
+    fn bases_must_divide_heads() {
+        let ctx = SchemeContext {
+            d_model: 16,
+            heads: 4,
+            max_position: 10,
+        };
+        let three = MultiscaleOptions {
+            bases: vec![10.0, 100.0, 1000.0],
+            ..Default::default()
+        };
+        let err = Multiscale::check(&three, &ctx).unwrap_err();
+        assert!(
+            err.message.contains("3 bases cannot split 4 heads"),
+            "{}",
+            err.message
+        );
+    }
+}
