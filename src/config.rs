@@ -454,10 +454,7 @@ fn cartesian(axes: &[Vec<Override>]) -> Vec<Vec<Override>> {
     })
 }
 
-fn parse_excludes(
-    doc: &Document,
-    excludes: &[Mapping],
-) -> Result<Vec<Vec<(Vec<Seg>, serde_json::Value)>>, ConfigError> {
+fn parse_excludes(doc: &Document, excludes: &[Mapping]) -> Result<Vec<ExcludeRule>, ConfigError> {
     excludes
         .iter()
         .enumerate()
@@ -478,6 +475,9 @@ fn parse_excludes(
         })
         .collect()
 }
+
+/// (path, value) pairs that must all match for a grid point to be excluded.
+type ExcludeRule = Vec<(Vec<Seg>, serde_json::Value)>;
 
 fn json_at<'a>(value: &'a serde_json::Value, path: &[Seg]) -> Option<&'a serde_json::Value> {
     path.iter().try_fold(value, |v, seg| match seg {

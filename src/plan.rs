@@ -132,6 +132,45 @@ pub fn display_value(value: Option<&Value>) -> String {
     }
 }
 
+/// The `posembed plan` table: run_id, seed and every varying parameter.
+pub fn table(runs: &[RunSpec]) -> String {
+    let varying = varying_parameters(runs);
+    let mut header = vec!["run_id".to_string(), "seed".to_string()];
+    header.extend(varying.iter().cloned());
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let flat = flatten(&r.config);
+            let mut row = vec![r.run_id.clone(), r.seed.to_string()];
+            row.extend(varying.iter().map(|k| display_value(flat.get(k))));
+            row
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(&header);
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out.push_str(&format!("{} runs\n", runs.len()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,43 +261,4 @@ include:
         assert!(varying.contains(&"positional.fraction".to_string()));
         assert!(!varying.contains(&"model.d_model".to_string()));
     }
-}
-
-/// The `posembed plan` table: run_id, seed and every varying parameter.
-pub fn table(runs: &[RunSpec]) -> String {
-    let varying = varying_parameters(runs);
-    let mut header = vec!["run_id".to_string(), "seed".to_string()];
-    header.extend(varying.iter().cloned());
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            let flat = flatten(&r.config);
-            let mut row = vec![r.run_id.clone(), r.seed.to_string()];
-            row.extend(varying.iter().map(|k| display_value(flat.get(k))));
-            row
-        })
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].len())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(&header);
-    for row in &rows {
-        out.push_str(&line(row));
-    }
-    out.push_str(&format!("{} runs\n", runs.len()));
-    out
 }

@@ -279,8 +279,8 @@ impl AdamW {
         let mut index = 0;
         model.visit_params(&mut |p| {
             if self.m.len() <= index {
-                self.m.push(vec![0.0; p.len()]);
-                self.v.push(vec![0.0; p.len()]);
+                self.m.push(vec![0.0; p.numel()]);
+                self.v.push(vec![0.0; p.numel()]);
             }
             let (m, v) = (&mut self.m[index], &mut self.v[index]);
             let g = p.grad(grads);

@@ -338,7 +338,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
 
     pub fn num_params(&mut self) -> usize {
         let mut n = 0;
-        self.visit_params(&mut |p| n += p.len());
+        self.visit_params(&mut |p| n += p.numel());
         n
     }
 

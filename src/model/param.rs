@@ -41,7 +41,7 @@ impl<S: Shape, Dev: Device<f32>> Param<S, Dev> {
 
 /// What the optimizer needs from any parameter, whatever its shape.
 pub trait ParamTensor<Dev: Device<f32>> {
-    fn len(&self) -> usize;
+    fn numel(&self) -> usize;
     fn decays(&self) -> bool;
     fn values(&self) -> Vec<f32>;
     fn set_values(&mut self, values: &[f32]);
@@ -51,7 +51,7 @@ pub trait ParamTensor<Dev: Device<f32>> {
 }
 
 impl<S: Shape, Dev: Device<f32>> ParamTensor<Dev> for Param<S, Dev> {
-    fn len(&self) -> usize {
+    fn numel(&self) -> usize {
         self.value.shape().num_elements()
     }
     fn decays(&self) -> bool {

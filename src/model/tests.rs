@@ -300,7 +300,7 @@ fn scheme_parameter_gradients_match_finite_differences() {
         model.visit_params(&mut |p| analytic.push(p.grad(&grads)));
         // Parameter 0 is the token embedding; the scheme's follow it.
         let mut counts = Vec::new();
-        model.position.visit_params(&mut |p| counts.push(p.len()));
+        model.position.visit_params(&mut |p| counts.push(p.numel()));
         assert!(!counts.is_empty(), "{yaml} has no parameters");
         let eps = 1e-2f32;
         for (k, &len) in counts.iter().enumerate() {

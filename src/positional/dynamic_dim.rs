@@ -8,7 +8,9 @@
 use super::fusion::{self, Fusion, InputLayout};
 use super::rope::{rotary_pairs, Pairing, Rotation};
 use super::sinusoidal::{check_base, sinusoid_table};
-use super::{constant, BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::{
+    constant, BuildContext, Embedded, PositionalLayer, Positions, SchemeContext, SchemeDef,
+};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -128,10 +130,7 @@ struct DynamicDimLayer<Dev> {
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for DynamicDimLayer<Dev> {
-    fn input(
-        &self,
-        pos: &Positions,
-    ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
+    fn input(&self, pos: &Positions) -> Option<Embedded<D, Dev>> {
         if self.options.inner != Inner::Sinusoidal {
             return None;
         }

@@ -3,7 +3,7 @@
 //! `max_positions` is a configuration error, never a wrap.
 
 use super::fusion::{self, Fusion, InputLayout};
-use super::{BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::{BuildContext, Embedded, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
 use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
 use dfdx::prelude::*;
@@ -104,10 +104,7 @@ pub(crate) struct LearnedLayer<const D: usize, Dev: Device<f32>> {
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for LearnedLayer<D, Dev> {
-    fn input(
-        &self,
-        pos: &Positions,
-    ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
+    fn input(&self, pos: &Positions) -> Option<Embedded<D, Dev>> {
         let (b, s) = (pos.batch, pos.seq);
         let index = self.dev.tensor_from_vec(pos.values.clone(), (b * s,));
         let rows = self.table.on::<OTape<Dev>>().gather(index); // (b·s, dims)

@@ -30,6 +30,8 @@ pub use rope::Rotation;
 pub type OTape<Dev> = OwnedTape<f32, Dev>;
 /// (batch, heads, query, key) scores or biases.
 pub type Scores<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
+/// (batch, seq, D) input vectors on the owned tape.
+pub type Embedded<const D: usize, Dev> = Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>;
 /// (batch, heads, seq, head_dim) queries, keys or values.
 pub type Heads<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
 
@@ -57,10 +59,7 @@ impl Positions {
 /// neutral default, so a scheme implements only the ones it uses.
 pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
     /// Added to the token embeddings: (batch, seq, D).
-    fn input(
-        &self,
-        _pos: &Positions,
-    ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
+    fn input(&self, _pos: &Positions) -> Option<Embedded<D, Dev>> {
         None
     }
     /// Added to the scaled attention scores of `layer`: (batch, heads, seq, seq).

@@ -321,7 +321,7 @@ pub(crate) mod tests {
         let dev: Cpu = Default::default();
         let pos = Positions::contiguous(1, 2);
         let pairs = rotary_pairs(Pairing::Interleaved, 4, 10000.0);
-        let rot = Rotation::new(&dev, &pos, 1, 4, &[pairs.clone()]);
+        let rot = Rotation::new(&dev, &pos, 1, 4, std::slice::from_ref(&pairs));
         let x = dev.tensor_from_vec(
             vec![0.5, -1.0, 2.0, 0.25, 1.0, 0.3, -0.7, 0.9],
             (1, 1, 2, 4),

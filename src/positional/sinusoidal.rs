@@ -4,7 +4,9 @@
 //! with d the dims given to position (d_model, or position_dims for concat).
 
 use super::fusion::{self, Fusion, InputLayout};
-use super::{constant, BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::{
+    constant, BuildContext, Embedded, PositionalLayer, Positions, SchemeContext, SchemeDef,
+};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -87,10 +89,7 @@ struct SinusoidalLayer<Dev> {
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for SinusoidalLayer<Dev> {
-    fn input(
-        &self,
-        pos: &Positions,
-    ) -> Option<Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>> {
+    fn input(&self, pos: &Positions) -> Option<Embedded<D, Dev>> {
         let table = fusion::place(
             sinusoid_table(&pos.values, self.dims, self.base),
             self.dims,

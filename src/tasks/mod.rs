@@ -6,7 +6,7 @@
 mod copy;
 mod reverse;
 
-use crate::options::{self, FieldError, Seg};
+use crate::options::{self, FieldError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -142,9 +142,10 @@ pub fn check_length_range(range: [usize; 2]) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn build_with<T: TaskDef>(
-    options: &serde_yaml::Value,
-) -> Result<(serde_json::Map<String, serde_json::Value>, Box<dyn Task>), FieldError> {
+/// Canonical options and the task built from them.
+type BuiltTask = (serde_json::Map<String, serde_json::Value>, Box<dyn Task>);
+
+fn build_with<T: TaskDef>(options: &serde_yaml::Value) -> Result<BuiltTask, FieldError> {
     let parsed: T::Options = options::parse(options)?;
     let canonical = match serde_json::to_value(&parsed) {
         Ok(serde_json::Value::Object(map)) => map,
@@ -158,11 +159,10 @@ macro_rules! registry {
         /// Every task, in the order `posembed tasks` lists them.
         pub const TASKS: &[TaskInfo] = &[$(TaskInfo { name: <$def>::NAME, summary: <$def>::SUMMARY }),*];
 
-        #[allow(clippy::type_complexity)]
         fn build_named(
             name: &str,
             options: &serde_yaml::Value,
-        ) -> Option<Result<(serde_json::Map<String, serde_json::Value>, Box<dyn Task>), FieldError>> {
+        ) -> Option<Result<BuiltTask, FieldError>> {
             $(if name == <$def>::NAME {
                 return Some(build_with::<$def>(options));
             })*
@@ -224,11 +224,6 @@ pub fn names() -> Vec<&'static str> {
     TASKS.iter().map(|t| t.name).collect()
 }
 
-/// Path segment helper for errors about the `task` section.
-pub fn section() -> Vec<Seg> {
-    vec![Seg::Key("task".into())]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,7 +248,7 @@ mod tests {
     fn option_not_taken_names_task() {
         let err = parse(&yaml("{name: copy, base: 10}")).err().unwrap();
         assert!(err.message.contains("task `copy`"), "{}", err.message);
-        assert_eq!(err.path, vec![Seg::Key("base".into())]);
+        assert_eq!(err.path, vec![crate::options::Seg::Key("base".into())]);
     }
 
     #[test]
