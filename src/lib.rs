@@ -3,6 +3,7 @@
 //! The pipeline runs one way: [`config`] → [`plan`] → [`run`] (tasks, model,
 //! train, eval) → [`results`] → [`report`], with [`runner`] driving sweeps.
 
+pub mod bench;
 pub mod config;
 pub mod eval;
 pub mod locations;

@@ -1,9 +1,17 @@
 //! Command-line entry point: argument parsing and dispatch only.
 
 use clap::{Parser, Subcommand};
+use posembed::bench::{self, ReferenceModel};
 use posembed::config::{self, ConfigError};
+use posembed::model::Activation;
 use posembed::runner::{self, RunOptions};
 use posembed::{plan, positional, report, results, tasks};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ActivationArg {
+    Relu,
+    Gelu,
+}
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,6 +65,24 @@ enum Command {
     },
     /// List the positional schemes with their options, defaults and citation.
     Schemes,
+    /// Time training and evaluation steps of a reference model for each scheme (one thread each).
+    Bench {
+        /// s1: d_model 128, 2 layers, batch 32 × 64; s2: d_model 256, 4 layers, batch 16 × 128.
+        #[arg(long, value_enum, default_value = "s1")]
+        model: ReferenceModel,
+        /// A scheme name or a YAML option map, e.g. '{scheme: rope, fraction: 0.25}';
+        /// repeat for several (default: every scheme with default options).
+        #[arg(long)]
+        scheme: Vec<String>,
+        /// Timed steps of each kind per scheme.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, value_enum, default_value = "relu")]
+        activation: ActivationArg,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the tasks.
     Tasks,
 }
@@ -137,6 +163,39 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{:<12} {}", s.name, s.summary);
                 println!("{:<12} options (defaults): {}", "", (s.defaults)());
                 println!("{:<12} {}", "", s.citation);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            model,
+            scheme,
+            steps,
+            activation,
+            json,
+        } => {
+            let names: Vec<String> = if scheme.is_empty() {
+                positional::SCHEMES
+                    .iter()
+                    .map(|s| s.name.to_string())
+                    .collect()
+            } else {
+                scheme
+            };
+            let activation = match activation {
+                ActivationArg::Relu => Activation::Relu,
+                ActivationArg::Gelu => Activation::Gelu,
+            };
+            let mut results = Vec::new();
+            for name in &names {
+                let config = bench::scheme_config(name, model)?;
+                let result = bench::measure(model, &config, name, steps, activation);
+                if json {
+                    println!("{}", serde_json::to_string(&result)?);
+                }
+                results.push(result);
+            }
+            if !json {
+                print!("{}", bench::table(&results));
             }
             Ok(ExitCode::SUCCESS)
         }

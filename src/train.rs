@@ -356,7 +356,7 @@ pub struct Progress {
 }
 
 /// One optimisation step; returns (loss, pre-clip gradient norm).
-fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
+pub fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
     model: &mut Transformer<D, F, Dev>,
     opt: &mut AdamW,
     batch: &Batch,

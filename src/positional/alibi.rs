@@ -2,7 +2,7 @@
 //! of query i for key j ≤ i (Press et al. 2022). Not scaled by 1/√d.
 
 use super::{
-    constant, BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
+    BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
 };
 use crate::options::FieldError;
 use dfdx::prelude::*;
@@ -84,6 +84,7 @@ impl SchemeDef for Alibi {
         Box::new(AlibiLayer {
             slopes: all,
             dev: ctx.dev,
+            memo: Memo::default(),
         })
     }
 }
@@ -124,9 +125,11 @@ pub fn bias(slopes: &[f64], pos: &Positions) -> Vec<f32> {
     out
 }
 
-struct AlibiLayer<Dev> {
+struct AlibiLayer<Dev: Device<f32>> {
     slopes: Vec<f64>,
     dev: Dev,
+    /// The bias of the last positions seen: the same in every layer and step.
+    memo: Memo<Positions, Tensor<(usize, usize, usize, usize), f32, Dev>>,
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for AlibiLayer<Dev> {
@@ -137,7 +140,10 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for AlibiLayer<De
         heads: usize,
     ) -> Option<Scores<Dev, OTape<Dev>>> {
         let shape = (pos.batch, heads, pos.seq, pos.seq);
-        Some(constant(&self.dev, bias(&self.slopes, pos), shape))
+        let bias = self.memo.get_or(pos, || {
+            self.dev.tensor_from_vec(bias(&self.slopes, pos), shape)
+        });
+        Some(bias.retaped())
     }
 }
 

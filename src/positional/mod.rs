@@ -323,6 +323,34 @@ pub fn parse(
     }
 }
 
+/// The last value computed for a key: fixed tables (sinusoids, ALiBi biases,
+/// rotations) are rebuilt only when the positions change, not every step.
+pub struct Memo<K, V> {
+    last: std::cell::RefCell<Option<(K, V)>>,
+}
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo {
+            last: std::cell::RefCell::new(None),
+        }
+    }
+}
+
+impl<K: PartialEq + Clone, V: Clone> Memo<K, V> {
+    pub fn get_or(&self, key: &K, compute: impl FnOnce() -> V) -> V {
+        let mut last = self.last.borrow_mut();
+        match &*last {
+            Some((k, v)) if k == key => v.clone(),
+            _ => {
+                let v = compute();
+                *last = Some((key.clone(), v.clone()));
+                v
+            }
+        }
+    }
+}
+
 /// Options struct for schemes that take none.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,7 +4,7 @@
 
 use super::rope::{rotary_pairs, Pairing, Rotation};
 use super::sinusoidal::check_base;
-use super::{BuildContext, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::{BuildContext, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef};
 use crate::options::{FieldError, Seg};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -56,17 +56,30 @@ impl SchemeDef for Multiscale {
         Box::new(MultiscaleLayer {
             options,
             dev: ctx.dev,
+            memo: Memo::default(),
         })
     }
 }
 
-struct MultiscaleLayer<Dev> {
+struct MultiscaleLayer<Dev: Device<f32>> {
     options: MultiscaleOptions,
     dev: Dev,
+    /// The rotation of the last (positions, heads, head_dim) seen.
+    memo: Memo<(Positions, usize, usize), Rotation<Dev>>,
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for MultiscaleLayer<Dev> {
     fn rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Option<Rotation<Dev>> {
+        let key = (pos.clone(), heads, head_dim);
+        Some(
+            self.memo
+                .get_or(&key, || self.build_rotation(pos, heads, head_dim)),
+        )
+    }
+}
+
+impl<Dev: Device<f32>> MultiscaleLayer<Dev> {
+    fn build_rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Rotation<Dev> {
         let per_group = heads / self.options.bases.len();
         let per_head: Vec<_> = (0..heads)
             .map(|h| {
@@ -77,7 +90,7 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for MultiscaleLay
                 )
             })
             .collect();
-        Some(Rotation::new(&self.dev, pos, heads, head_dim, &per_head))
+        Rotation::new(&self.dev, pos, heads, head_dim, &per_head)
     }
 }
 
@@ -94,6 +107,7 @@ mod tests {
                 ..Default::default()
             },
             dev: Cpu::default(),
+            memo: Memo::default(),
         };
         for head in 0..4 {
             assert_relative(&layer, 4, head);

@@ -6,7 +6,7 @@
 //! Also the shared machinery of every rotary scheme (multiscale, dynamic_dim).
 
 use super::sinusoidal::check_base;
-use super::{BuildContext, Heads, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::{BuildContext, Heads, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,7 @@ impl SchemeDef for Rope {
         Box::new(RopeLayer {
             options,
             dev: ctx.dev,
+            memo: Memo::default(),
         })
     }
 }
@@ -103,6 +104,7 @@ pub fn rotary_pairs(pairing: Pairing, r: usize, base: f64) -> Vec<RotatedPair> {
 
 /// Fixed tensors that rotate (batch, heads, seq, head_dim) queries and keys:
 /// x ↦ x ⊙ cos + (x · pairs) ⊙ sin.
+#[derive(Clone)]
 pub struct Rotation<Dev: Device<f32>> {
     /// (batch, heads, seq, head_dim); heads may be a broadcast axis.
     pub cos: Heads<Dev, NoneTape>,
@@ -182,16 +184,28 @@ impl<Dev: Device<f32>> Rotation<Dev> {
     }
 }
 
-struct RopeLayer<Dev> {
+struct RopeLayer<Dev: Device<f32>> {
     options: RopeOptions,
     dev: Dev,
+    /// The rotation of the last (positions, heads, head_dim) seen.
+    memo: Memo<(Positions, usize, usize), Rotation<Dev>>,
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for RopeLayer<Dev> {
     fn rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Option<Rotation<Dev>> {
+        let key = (pos.clone(), heads, head_dim);
+        Some(
+            self.memo
+                .get_or(&key, || self.build_rotation(pos, heads, head_dim)),
+        )
+    }
+}
+
+impl<Dev: Device<f32>> RopeLayer<Dev> {
+    fn build_rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Rotation<Dev> {
         let o = &self.options;
         let pairs = rotary_pairs(o.pairing, rotary_dims(o.fraction, head_dim), o.base);
-        Some(Rotation::new(&self.dev, pos, heads, head_dim, &[pairs]))
+        Rotation::new(&self.dev, pos, heads, head_dim, &[pairs])
     }
 }
 
@@ -234,6 +248,7 @@ pub(crate) mod tests {
         RopeLayer {
             options,
             dev: Default::default(),
+            memo: Memo::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! table of 2k+1 vectors per layer, shared across heads, as in the paper.
 
 use super::{
-    BuildContext, Heads, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
+    BuildContext, Heads, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
 };
 use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
@@ -63,6 +63,7 @@ impl SchemeDef for Shaw {
             keys,
             values,
             dev: ctx.dev,
+            memo: Memo::default(),
         })
     }
 }
@@ -78,11 +79,17 @@ pub(crate) struct ShawLayer<Dev: Device<f32>> {
     pub(crate) keys: Vec<Param<(usize, usize), Dev>>,
     pub(crate) values: Vec<Param<(usize, usize), Dev>>,
     dev: Dev,
+    /// The table-row index of the last positions seen.
+    memo: Memo<Positions, Tensor<(usize,), usize, Dev>>,
 }
 
 impl<Dev: Device<f32>> ShawLayer<Dev> {
     /// (batch·seq·seq,) table rows, row-major over (batch, query, key).
     fn index(&self, pos: &Positions) -> Tensor<(usize,), usize, Dev> {
+        self.memo.get_or(pos, || self.build_index(pos))
+    }
+
+    fn build_index(&self, pos: &Positions) -> Tensor<(usize,), usize, Dev> {
         let s = pos.seq;
         let mut out = Vec::with_capacity(pos.batch * s * s);
         for b in 0..pos.batch {

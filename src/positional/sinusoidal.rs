@@ -5,7 +5,7 @@
 
 use super::fusion::{self, Fusion, InputLayout};
 use super::{
-    constant, BuildContext, Embedded, PositionalLayer, Positions, SchemeContext, SchemeDef,
+    constant, BuildContext, Embedded, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef,
 };
 use crate::options::FieldError;
 use dfdx::prelude::*;
@@ -64,6 +64,7 @@ impl SchemeDef for Sinusoidal {
             dims,
             layout: fusion::layout(options.fusion, dims, D),
             dev: ctx.dev,
+            memo: Memo::default(),
         })
     }
 }
@@ -86,15 +87,19 @@ struct SinusoidalLayer<Dev> {
     dims: usize,
     layout: InputLayout,
     dev: Dev,
+    /// The (batch, seq, D) table of the last positions seen.
+    memo: Memo<Positions, Vec<f32>>,
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for SinusoidalLayer<Dev> {
     fn input(&self, pos: &Positions) -> Option<Embedded<D, Dev>> {
-        let table = fusion::place(
-            sinusoid_table(&pos.values, self.dims, self.base),
-            self.dims,
-            D,
-        );
+        let table = self.memo.get_or(pos, || {
+            fusion::place(
+                sinusoid_table(&pos.values, self.dims, self.base),
+                self.dims,
+                D,
+            )
+        });
         Some(constant(&self.dev, table, (pos.batch, pos.seq, Const::<D>)))
     }
     fn input_layout(&self) -> InputLayout {

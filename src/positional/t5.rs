@@ -3,7 +3,9 @@
 //! for n < B/2, log-spaced up to `max_distance`, the last bucket beyond
 //! (Raffel et al. 2020, causal variant). Shared across layers by default, as T5.
 
-use super::{BuildContext, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores};
+use super::{
+    BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
+};
 use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
 use dfdx::prelude::*;
@@ -83,6 +85,7 @@ impl SchemeDef for T5 {
             options,
             tables,
             dev: ctx.dev,
+            memo: Memo::default(),
         })
     }
 }
@@ -92,10 +95,18 @@ struct T5Layer<Dev: Device<f32>> {
     /// One (buckets, heads) table, or one per layer.
     tables: Vec<Param<(usize, usize), Dev>>,
     dev: Dev,
+    /// The bucket index of the last positions seen.
+    memo: Memo<Positions, Tensor<(usize,), usize, Dev>>,
 }
 
 impl<Dev: Device<f32>> T5Layer<Dev> {
-    /// (batch, seq, seq) bucket of every (query, key) pair, row-major.
+    /// (batch·seq·seq,) bucket of every (query, key) pair, row-major.
+    fn index(&self, pos: &Positions) -> Tensor<(usize,), usize, Dev> {
+        let n = pos.batch * pos.seq * pos.seq;
+        self.memo
+            .get_or(pos, || self.dev.tensor_from_vec(self.buckets(pos), (n,)))
+    }
+
     fn buckets(&self, pos: &Positions) -> Vec<usize> {
         let s = pos.seq;
         let mut out = Vec::with_capacity(pos.batch * s * s);
@@ -124,7 +135,7 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for T5Layer<Dev> 
     ) -> Option<Scores<Dev, OTape<Dev>>> {
         let (b, s) = (pos.batch, pos.seq);
         let table = &self.tables[layer % self.tables.len()];
-        let index = self.dev.tensor_from_vec(self.buckets(pos), (b * s * s,));
+        let index = self.index(pos);
         let bias = table.on::<OTape<Dev>>().gather(index); // (b·s·s, heads)
         Some(
             bias.reshape_like(&(b, s, s, heads))
@@ -192,6 +203,7 @@ mod tests {
                 decay: false,
             }],
             dev: dev.clone(),
+            memo: Memo::default(),
         };
         let bias =
             PositionalLayer::<4, Cpu>::score_bias(&layer, 0, &Positions::contiguous(1, 4), 2)
