@@ -88,8 +88,14 @@ impl WithWidths for Measure<'_> {
     fn run<const D: usize, const F: usize>(self) -> (f64, f64) {
         let dev = Cpu::seed_from_u64(0);
         let mut rng = stream(0, "bench");
-        let mut model =
-            Transformer::<D, F, Cpu>::new(&dev, &self.config, self.positional, VOCAB, &mut rng);
+        let mut model = Transformer::<D, F, Cpu>::new(
+            &dev,
+            &self.config,
+            self.positional,
+            VOCAB,
+            None,
+            &mut rng,
+        );
         let n = self.batch * self.seq;
         let tokens: Vec<usize> = (0..n)
             .map(|_| rng.gen_range(0..VOCAB as u32) as usize)
@@ -101,6 +107,7 @@ impl WithWidths for Measure<'_> {
             tokens,
             targets,
             weights: vec![1.0 / n as f32; n],
+            position_weights: None,
             positions: positional::Positions::contiguous(self.batch, self.seq),
             real_tokens: n,
         };

@@ -7,7 +7,9 @@ use crate::plan::RunSpec;
 use crate::record::{Provenance, RunRecord, Status};
 use crate::seeds::stream;
 use crate::tasks;
-use crate::train::{self, DeviceKind, Progress, TrainOutcome, TrainReport, TrainStreams};
+use crate::train::{
+    self, DeviceKind, PositionLoss, Progress, TrainOutcome, TrainReport, TrainStreams,
+};
 use dfdx::prelude::*;
 use rand::RngCore;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -121,6 +123,7 @@ fn on_device<const D: usize, const F: usize, Dev: Device<f32>>(
         &cfg.model,
         &cfg.positional,
         task.vocab_size(),
+        PositionLoss::probe_buckets(&cfg.train.position_loss),
         &mut weights,
     );
     let mut streams = TrainStreams {

@@ -2,9 +2,9 @@
 //! decay, linear warmup then cosine decay, global gradient-norm clipping,
 //! divergence detection, and the logged curves.
 
-use crate::model::{weighted_cross_entropy, TokenBatch, Transformer};
+use crate::model::{target_log_probs, weighted_nll, TokenBatch, Transformer};
 use crate::options::FieldError;
-use crate::positional::{PositionalConfig, Positions};
+use crate::positional::{log_bucket, PositionalConfig, Positions};
 use crate::tasks::{Example, Task, PAD};
 use dfdx::prelude::*;
 use rand::Rng;
@@ -45,6 +45,72 @@ pub struct TrainConfig {
     pub eps: f64,
     pub log_every: usize,
     pub device: DeviceKind,
+    /// An optional position-sensitive term in the loss (default: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_loss: Option<PositionLoss>,
+}
+
+/// Position-sensitive training objectives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PositionLoss {
+    /// Answer token i of n (0-based, EOS included) weighs 1 + alpha·i/n; the
+    /// weights are normalised to sum to 1 over the batch.
+    Weighted { alpha: f64 },
+    /// An auxiliary linear head on the final hidden states predicts each
+    /// token's position bucket (log-spaced as T5's, up to `max_distance`);
+    /// its mean cross-entropy over real tokens is added with `weight`.
+    Probe {
+        weight: f64,
+        buckets: usize,
+        #[serde(default = "default_probe_distance")]
+        max_distance: usize,
+    },
+}
+
+fn default_probe_distance() -> usize {
+    128
+}
+
+impl PositionLoss {
+    /// Buckets of the probe head, if this objective has one.
+    pub fn probe_buckets(config: &Option<PositionLoss>) -> Option<usize> {
+        match config {
+            Some(PositionLoss::Probe { buckets, .. }) => Some(*buckets),
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        let at = |key: &str| FieldError::new(&["position_loss", key], "");
+        match *self {
+            PositionLoss::Weighted { alpha } if !(alpha.is_finite() && alpha >= 0.0) => Err(FieldError {
+                message: format!("alpha {alpha}; valid: a finite number >= 0"),
+                ..at("alpha")
+            }),
+            PositionLoss::Probe { weight, .. } if !(weight.is_finite() && weight > 0.0) => Err(FieldError {
+                message: format!("weight {weight}; valid: a finite number > 0"),
+                ..at("weight")
+            }),
+            PositionLoss::Probe { buckets, max_distance, .. } if buckets < 2 || max_distance <= buckets / 2 => {
+                Err(FieldError {
+                    message: format!(
+                        "{buckets} buckets up to distance {max_distance}; valid: buckets >= 2 and max_distance > buckets / 2"
+                    ),
+                    ..at("buckets")
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The weighting alpha (0 when not weighted).
+    fn alpha(config: &Option<PositionLoss>) -> f64 {
+        match config {
+            Some(PositionLoss::Weighted { alpha }) => *alpha,
+            _ => 0.0,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -63,6 +129,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             log_every: 50,
             device: DeviceKind::Cpu,
+            position_loss: None,
         }
     }
 }
@@ -126,6 +193,9 @@ impl TrainConfig {
         if self.log_every == 0 {
             return Err(FieldError::new(&["log_every"], "0; valid: an integer >= 1"));
         }
+        if let Some(position_loss) = &self.position_loss {
+            position_loss.validate()?;
+        }
         if self.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
             return Err(FieldError::new(
                 &["device"],
@@ -160,6 +230,9 @@ pub struct Batch {
     /// Loss weight of each target: 1/(number of answer tokens) on answer
     /// tokens (answer and EOS), 0 on the prompt and padding.
     pub weights: Vec<f32>,
+    /// The weights actually optimised when they differ from `weights`
+    /// (`position_loss: weighted`), also summing to 1.
+    pub position_weights: Option<Vec<f32>>,
     pub positions: Positions,
     /// Non-padding input tokens.
     pub real_tokens: usize,
@@ -196,9 +269,42 @@ impl Batch {
             tokens,
             targets,
             weights,
+            position_weights: None,
             positions: Positions::contiguous(examples.len(), seq),
             real_tokens,
         }
+    }
+
+    /// Weighs answer token i of n in each row by 1 + alpha·i/n, normalised
+    /// over the batch (`position_loss: weighted`).
+    pub fn position_weighted(self, alpha: f64) -> Self {
+        if alpha == 0.0 {
+            return self;
+        }
+        let seq = self.positions.seq;
+        let mut out = vec![0f32; self.weights.len()];
+        for (row, chunk) in self.weights.chunks(seq.max(1)).enumerate() {
+            let n = chunk.iter().filter(|&&w| w > 0.0).count();
+            let mut i = 0;
+            for (t, &w) in chunk.iter().enumerate() {
+                if w > 0.0 {
+                    out[row * seq + t] = (1.0 + alpha * i as f64 / n as f64) as f32;
+                    i += 1;
+                }
+            }
+        }
+        let total: f32 = out.iter().sum();
+        out.iter_mut()
+            .for_each(|w| *w /= total.max(f32::MIN_POSITIVE));
+        Batch {
+            position_weights: Some(out),
+            ..self
+        }
+    }
+
+    /// The weights of the optimised loss.
+    pub fn objective_weights(&self) -> &[f32] {
+        self.position_weights.as_deref().unwrap_or(&self.weights)
     }
 
     /// Replaces the default 0..seq positions (randomized schemes).
@@ -229,6 +335,7 @@ pub struct TrainStreams {
 pub fn sample_batch(
     task: &dyn Task,
     positional: &PositionalConfig,
+    position_loss: &Option<PositionLoss>,
     batch_size: usize,
     streams: &mut TrainStreams,
 ) -> Batch {
@@ -240,7 +347,8 @@ pub fn sample_batch(
             task.example(length, rng)
         })
         .collect();
-    let batch = Batch::from_examples(&examples);
+    let batch =
+        Batch::from_examples(&examples).position_weighted(PositionLoss::alpha(position_loss));
     let (b, s) = (batch.positions.batch, batch.positions.seq);
     batch.with_positions(positional.positions(b, s, &mut streams.positions))
 }
@@ -347,6 +455,37 @@ pub struct TrainReport {
     pub final_loss: f64,
 }
 
+/// Means of the metrics logged since the last curve point, in first-seen order.
+#[derive(Default)]
+struct Window {
+    sums: Vec<(String, f64, usize)>,
+}
+
+impl Window {
+    fn add(&mut self, name: &str, value: f64) {
+        match self.sums.iter_mut().find(|(n, _, _)| n == name) {
+            Some((_, sum, count)) => {
+                *sum += value;
+                *count += 1;
+            }
+            None => self.sums.push((name.to_string(), value, 1)),
+        }
+    }
+
+    fn mean(&self, name: &str) -> f64 {
+        self.sums
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map_or(f64::NAN, |(_, sum, count)| sum / *count as f64)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (String, f64)> + '_ {
+        self.sums
+            .drain(..)
+            .map(|(name, sum, count)| (name, sum / count as f64))
+    }
+}
+
 /// Live status for progress displays.
 pub struct Progress {
     pub step: usize,
@@ -355,32 +494,93 @@ pub struct Progress {
     pub tokens_per_s: f64,
 }
 
-/// One optimisation step; returns (loss, pre-clip gradient norm).
+/// What one optimisation step measured.
+pub struct StepStats {
+    /// The optimised loss (answer cross-entropy, reweighted and plus the probe term if any).
+    pub loss: f64,
+    /// Plain mean cross-entropy over answer tokens, comparable across runs.
+    pub answer_loss: f64,
+    /// Mean cross-entropy of the position probe, if any.
+    pub probe_loss: Option<f64>,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// One optimisation step (skipped when the loss or gradient is not finite).
 pub fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
     model: &mut Transformer<D, F, Dev>,
     opt: &mut AdamW,
     batch: &Batch,
     cfg: &TrainConfig,
     lr: f64,
-) -> (f64, f64) {
+) -> StepStats {
     let dev = model.device().clone();
     let mut grads = Gradients::leaky();
     model.visit_params(&mut |p| p.track(&mut grads));
     let start: Tensor<Rank0, f32, Dev> = dev.zeros();
     let (_, tape) = start.traced(grads).split_tape();
-    let logits = model.forward(&batch.input(), tape, true);
-    let loss = weighted_cross_entropy(&dev, logits, &batch.targets, &batch.weights);
+    let (logits, probe_logits) = model.forward_with_probe(&batch.input(), tape, true);
+    let (b, s, v) = *logits.shape();
+    let log_probs = target_log_probs(&dev, logits.reshape_like(&(b * s, v)), &batch.targets); // (b·s,)
+    let answer_loss = -dot(&log_probs.as_vec(), &batch.weights);
+    let mut loss = weighted_nll(&dev, log_probs, batch.objective_weights());
+    let mut probe_loss = None;
+    if let (
+        Some(probe_logits),
+        Some(PositionLoss::Probe {
+            weight,
+            buckets,
+            max_distance,
+        }),
+    ) = (probe_logits, &cfg.position_loss)
+    {
+        let (targets, weights) = probe_targets(batch, *buckets, *max_distance);
+        let term = weighted_nll(
+            &dev,
+            target_log_probs(&dev, probe_logits, &targets),
+            &weights,
+        );
+        probe_loss = Some(term.as_vec()[0] as f64);
+        loss = loss + term * (*weight as f32);
+    }
     let loss_value = loss.as_vec()[0] as f64;
     let grads = loss.backward();
-    let norm = grad_norm(model, &grads);
-    if loss_value.is_finite() && norm.is_finite() {
+    let grad_norm = grad_norm(model, &grads);
+    if loss_value.is_finite() && grad_norm.is_finite() {
         let scale = match cfg.clip {
-            Some(clip) if norm > clip => (clip / norm) as f32,
+            Some(clip) if grad_norm > clip => (clip / grad_norm) as f32,
             _ => 1.0,
         };
         opt.step(model, &grads, cfg, lr, scale);
     }
-    (loss_value, norm)
+    StepStats {
+        loss: loss_value,
+        answer_loss,
+        probe_loss,
+        grad_norm,
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// The probe's target (the log-spaced bucket of each token's position) and
+/// weight (1 / real tokens on real tokens, 0 on padding).
+pub fn probe_targets(batch: &Batch, buckets: usize, max_distance: usize) -> (Vec<usize>, Vec<f32>) {
+    let targets = batch
+        .positions
+        .values
+        .iter()
+        .map(|&p| log_bucket(p, buckets, max_distance))
+        .collect();
+    let real = 1.0 / batch.real_tokens.max(1) as f32;
+    let weights = batch
+        .tokens
+        .iter()
+        .map(|&t| if t == PAD { 0.0 } else { real })
+        .collect();
+    (targets, weights)
 }
 
 /// Trains `model` on `task` for `cfg.steps` steps. Leaves the positional
@@ -395,51 +595,61 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
 ) -> TrainReport {
     let mut opt = AdamW::new();
     let mut curves = Vec::new();
-    let (mut tokens, mut window_loss, mut window_norm, mut window) = (0usize, 0f64, 0f64, 0usize);
-    let mut final_loss = f64::NAN;
+    let mut window = Window::default();
+    let (mut tokens, mut final_loss) = (0usize, f64::NAN);
     let start = Instant::now();
     for step in 0..cfg.steps {
         let scheduled = model.set_progress(step as f64 / cfg.steps as f64);
-        let batch = sample_batch(task, positional, cfg.batch_size, streams);
+        let batch = sample_batch(
+            task,
+            positional,
+            &cfg.position_loss,
+            cfg.batch_size,
+            streams,
+        );
         let lr = cfg.lr_at(step);
-        let (loss, norm) = train_step(model, &mut opt, &batch, cfg, lr);
-        if !loss.is_finite() || !norm.is_finite() {
-            let reason = format!("loss {loss}, gradient norm {norm} at step {step}");
+        let stats = train_step(model, &mut opt, &batch, cfg, lr);
+        if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
+            let reason = format!(
+                "loss {}, gradient norm {} at step {step}",
+                stats.loss, stats.grad_norm
+            );
             return TrainReport {
                 outcome: TrainOutcome::Diverged { step, reason },
                 curves,
                 tokens,
                 seconds: start.elapsed().as_secs_f64(),
-                final_loss: loss,
+                final_loss: stats.loss,
             };
         }
         tokens += batch.real_tokens;
-        final_loss = loss;
-        window_loss += loss;
-        window_norm += norm;
-        window += 1;
-        let last = step + 1 == cfg.steps;
-        if (step + 1) % cfg.log_every == 0 || last {
+        final_loss = stats.answer_loss;
+        window.add("train_loss", stats.answer_loss);
+        window.add("grad_norm", stats.grad_norm);
+        if batch.position_weights.is_some() {
+            window.add("position_loss", stats.loss);
+        }
+        if let Some(probe) = stats.probe_loss {
+            window.add("probe_loss", probe);
+        }
+        if (step + 1) % cfg.log_every == 0 || step + 1 == cfg.steps {
             let step_no = step + 1;
-            let logged = [
-                ("train_loss".to_string(), window_loss / window as f64),
-                ("grad_norm".to_string(), window_norm / window as f64),
-                ("lr".to_string(), lr),
-            ];
-            for (metric, value) in logged.into_iter().chain(scheduled) {
-                curves.push(CurvePoint {
-                    step: step_no,
-                    metric,
-                    value,
-                });
-            }
+            let loss = window.mean("train_loss");
+            let logged = window
+                .drain()
+                .chain([("lr".to_string(), lr)])
+                .chain(scheduled);
+            curves.extend(logged.map(|(metric, value)| CurvePoint {
+                step: step_no,
+                metric,
+                value,
+            }));
             progress(Progress {
                 step: step_no,
                 steps: cfg.steps,
-                loss: window_loss / window as f64,
+                loss,
                 tokens_per_s: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
             });
-            (window_loss, window_norm, window) = (0.0, 0.0, 0);
         }
     }
     model.set_progress(1.0);
@@ -470,6 +680,43 @@ mod tests {
         assert!((cfg.lr_at(10) - 1.0).abs() < 1e-12);
         assert!((cfg.lr_at(60) - 0.55).abs() < 1e-12);
         assert!((cfg.lr_at(110) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn position_weights_grow_along_the_answer_and_sum_to_one() {
+        let a = Example::seq2seq(&[1, 2, 3], &[1, 2, 3]); // answer: 1 2 3 EOS (n = 4)
+        let b = Example::seq2seq(&[3], &[3]); // answer: 3 EOS (n = 2)
+        let batch = Batch::from_examples(&[a, b]).position_weighted(2.0);
+        let w = batch.objective_weights();
+        let total: f32 = w.iter().sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        // Row 0: 1 + 2·i/4 for i = 0..3 → 1, 1.5, 2, 2.5; row 1: 1, 2. Sum 10.
+        let row0: Vec<f32> = w[..8].iter().copied().filter(|&x| x > 0.0).collect();
+        let expect = [1.0, 1.5, 2.0, 2.5].map(|x| x / 10.0);
+        for (got, want) in row0.iter().zip(expect) {
+            assert!((got - want).abs() < 1e-7, "{row0:?}");
+        }
+        // The plain weights are untouched: uniform over the 6 answer tokens.
+        assert!(batch
+            .weights
+            .iter()
+            .filter(|&&x| x > 0.0)
+            .all(|&x| (x - 1.0 / 6.0).abs() < 1e-7));
+    }
+
+    #[test]
+    fn probe_targets_are_log_buckets_of_real_tokens() {
+        let batch = Batch::from_examples(&[
+            Example::seq2seq(&[1, 2], &[1, 2]),
+            Example::seq2seq(&[3], &[3]),
+        ]);
+        let (targets, weights) = probe_targets(&batch, 4, 8);
+        // Positions 0..5 → buckets 0, 1, 2, 2, 3, 3 (exact below 2, log-spaced to 8).
+        assert_eq!(&targets[..6], &[0, 1, 2, 2, 3, 3]);
+        assert_eq!(
+            weights.iter().filter(|&&w| w > 0.0).count(),
+            batch.real_tokens
+        );
     }
 
     #[test]

@@ -114,3 +114,31 @@ fn randomized_and_scheduled_schemes_train_and_log() {
     );
     assert_eq!(k[3].1, 1.0);
 }
+
+#[test]
+fn position_losses_are_logged_as_their_own_curves() {
+    let base = TINY
+        .replace("steps: 400", "steps: 20")
+        .replace("warmup: 30", "warmup: 5")
+        .replace("log_every: 50", "log_every: 10");
+    for (option, metric) in [
+        ("{kind: weighted, alpha: 1.0}", "position_loss"),
+        ("{kind: probe, weight: 0.5, buckets: 8}", "probe_loss"),
+    ] {
+        let text = base.replace(
+            "log_every: 10}",
+            &format!("log_every: 10, position_loss: {option}}}"),
+        );
+        let record = tiny_run(&text);
+        assert_eq!(record.status, Status::Ok, "{:?}", record.error);
+        let values: Vec<f64> = record
+            .curves
+            .iter()
+            .filter(|c| c.metric == metric)
+            .map(|c| c.value)
+            .collect();
+        assert_eq!(values.len(), 2, "{metric}: {:?}", record.curves);
+        assert!(values.iter().all(|v| v.is_finite() && *v > 0.0));
+        assert!(record.curves.iter().any(|c| c.metric == "train_loss"));
+    }
+}

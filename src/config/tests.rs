@@ -300,3 +300,42 @@ fn scheme_options_are_validated() {
     ));
     check(&e, 5, &["positional.from", "0 < from <= to <= 1"]);
 }
+
+#[test]
+fn position_loss_options() {
+    let ok = BASE.replace(
+        "train: {steps: 10, warmup: 2}",
+        "train: {steps: 10, warmup: 2, position_loss: {kind: probe, weight: 0.1, buckets: 8}}",
+    );
+    let spec = parse(&ok, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).unwrap();
+    assert!(matches!(
+        spec.variants[0].train.position_loss,
+        Some(crate::train::PositionLoss::Probe {
+            buckets: 8,
+            max_distance: 128,
+            ..
+        })
+    ));
+    let e = err(&BASE.replace(
+        "train: {steps: 10, warmup: 2}",
+        "train: {steps: 10, warmup: 2, position_loss: {kind: wat}}",
+    ));
+    check(
+        &e,
+        7,
+        &[
+            "train.position_loss",
+            "unknown value `wat`",
+            "weighted, probe",
+        ],
+    );
+    let e = err(&BASE.replace(
+        "train: {steps: 10, warmup: 2}",
+        "train: {steps: 10, warmup: 2, position_loss: {kind: weighted, alpha: -1}}",
+    ));
+    check(
+        &e,
+        7,
+        &["train.position_loss.alpha", "valid: a finite number >= 0"],
+    );
+}

@@ -228,6 +228,8 @@ pub struct Transformer<const D: usize, const F: usize, Dev: Device<f32>> {
     ln_final: LayerNorm<D, Dev>,
     /// (vocab, D)
     unembedding: Param<(usize, Const<D>), Dev>,
+    /// (buckets, D): the position probe of `position_loss: probe`.
+    probe: Option<Param<(usize, Const<D>), Dev>>,
     dev: Dev,
 }
 
@@ -237,6 +239,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         config: &ModelConfig,
         positional: &PositionalConfig,
         vocab: usize,
+        probe_buckets: Option<usize>,
         rng: &mut ChaCha8Rng,
     ) -> Self {
         // N(0, 1) token embeddings: the same scale as the sinusoids added to them.
@@ -254,6 +257,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
                 rng,
             },
         );
+        let probe = probe_buckets.map(|n| Param::normal(dev, (n, Const::<D>), INIT_STD, true, rng));
         Transformer {
             config: config.clone(),
             vocab,
@@ -262,6 +266,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
             blocks,
             ln_final: LayerNorm::new(dev),
             unembedding,
+            probe,
             dev: dev.clone(),
         }
     }
@@ -273,6 +278,36 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         tape: T,
         train: bool,
     ) -> Tensor<(usize, usize, usize), f32, Dev, T> {
+        let (b, s) = (batch.positions.batch, batch.positions.seq);
+        let hidden = self.hidden(batch, tape, train); // (b·s, D)
+        let logits = hidden.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
+        logits.reshape_like(&(b, s, self.vocab))
+    }
+
+    /// Logits (batch, seq, vocab) and, with a probe, position-bucket logits (batch·seq, buckets).
+    pub fn forward_with_probe<T: ModelTape<Dev>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+        train: bool,
+    ) -> ProbedLogits<Dev, T> {
+        let (b, s) = (batch.positions.batch, batch.positions.seq);
+        let hidden = self.hidden(batch, tape, train); // (b·s, D)
+        let probe = self
+            .probe
+            .as_ref()
+            .map(|p| hidden.retaped::<T>().matmul(p.on::<T>().permute()));
+        let logits = hidden.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
+        (logits.reshape_like(&(b, s, self.vocab)), probe)
+    }
+
+    /// Final hidden states after the last LayerNorm: (batch·seq, D).
+    fn hidden<T: ModelTape<Dev>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+        train: bool,
+    ) -> Tensor<(usize, Const<D>), f32, Dev, T> {
         let pos = batch.positions;
         let (b, s) = (pos.batch, pos.seq);
         let heads = self.config.heads;
@@ -315,9 +350,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         for (layer, block) in self.blocks.iter().enumerate() {
             x = block.forward(x, layer, &ctx);
         }
-        let x = self.ln_final.forward(x).reshape_like(&(b * s, Const::<D>)); // (b·s, D)
-        let logits = x.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
-        logits.reshape_like(&(b, s, self.vocab))
+        self.ln_final.forward(x).reshape_like(&(b * s, Const::<D>))
     }
 
     /// Every trainable tensor, in a fixed order.
@@ -329,6 +362,9 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         }
         self.ln_final.visit_params(f);
         f(&mut self.unembedding);
+        if let Some(probe) = &mut self.probe {
+            f(probe);
+        }
     }
 
     /// Tells the positional scheme how far training is; returns what it schedules.
@@ -347,6 +383,36 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
     }
 }
 
+/// Logits and the optional probe logits of [`Transformer::forward_with_probe`].
+pub type ProbedLogits<Dev, T> = (
+    Tensor<(usize, usize, usize), f32, Dev, T>,
+    Option<Tensor<(usize, usize), f32, Dev, T>>,
+);
+
+/// log p(target) of every row: logits (rows, classes) → (rows,).
+pub fn target_log_probs<Dev: Device<f32>, T: Tape<f32, Dev>>(
+    dev: &Dev,
+    logits: Tensor<(usize, usize), f32, Dev, T>,
+    targets: &[usize],
+) -> Tensor<(usize,), f32, Dev, T> {
+    let rows = logits.shape().0;
+    logits
+        .log_softmax::<Axis<1>>()
+        .select(dev.tensor_from_vec(targets.to_vec(), (rows,)))
+}
+
+/// −Σ weights · log_probs: a mean cross-entropy when the weights sum to 1.
+pub fn weighted_nll<Dev: Device<f32>, T: Tape<f32, Dev>>(
+    dev: &Dev,
+    log_probs: Tensor<(usize,), f32, Dev, T>,
+    weights: &[f32],
+) -> Tensor<Rank0, f32, Dev, T> {
+    let rows = log_probs.shape().0;
+    (log_probs * dev.tensor_from_vec(weights.to_vec(), (rows,)))
+        .sum()
+        .negate()
+}
+
 /// Mean cross-entropy over the tokens with nonzero `weights` (weights sum to 1).
 /// logits: (batch, seq, vocab); targets and weights: row-major (batch, seq).
 pub fn weighted_cross_entropy<Dev: Device<f32>, T: Tape<f32, Dev>>(
@@ -356,11 +422,11 @@ pub fn weighted_cross_entropy<Dev: Device<f32>, T: Tape<f32, Dev>>(
     weights: &[f32],
 ) -> Tensor<Rank0, f32, Dev, T> {
     let (b, s, v) = *logits.shape();
-    let log_probs = logits.reshape_like(&(b * s, v)).log_softmax::<Axis<1>>();
-    let picked = log_probs.select(dev.tensor_from_vec(targets.to_vec(), (b * s,))); // (b·s,)
-    (picked * dev.tensor_from_vec(weights.to_vec(), (b * s,)))
-        .sum()
-        .negate()
+    weighted_nll(
+        dev,
+        target_log_probs(dev, logits.reshape_like(&(b * s, v)), targets),
+        weights,
+    )
 }
 
 #[cfg(test)]

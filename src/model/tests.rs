@@ -30,7 +30,7 @@ fn tiny_model(positional: &PositionalConfig) -> Transformer<16, 64, Cpu> {
         activation: Activation::Gelu,
         ..Default::default()
     };
-    Transformer::new(&dev, &config, positional, 9, &mut rng(0))
+    Transformer::new(&dev, &config, positional, 9, None, &mut rng(0))
 }
 
 const ALL_SCHEMES: [&str; 13] = [
@@ -377,4 +377,54 @@ fn learned_models_count_their_parameters() {
     let mut none = tiny_model(&scheme("{scheme: none}"));
     let mut learned = tiny_model(&scheme("{scheme: learned, max_positions: 128}"));
     assert_eq!(learned.num_params() - none.num_params(), 128 * 16);
+}
+
+#[test]
+fn probe_gradient_reaches_the_embeddings() {
+    let dev: Cpu = Default::default();
+    let config = ModelConfig {
+        d_model: 16,
+        ff: 64,
+        layers: 1,
+        heads: 2,
+        ..Default::default()
+    };
+    let mut model = Transformer::<16, 64, Cpu>::new(
+        &dev,
+        &config,
+        &scheme("{scheme: learned, max_positions: 128}"),
+        9,
+        Some(4),
+        &mut rng(0),
+    );
+    let pos = Positions::contiguous(1, 6);
+    let tokens = vec![1, 4, 5, 6, 2, 4];
+    let mut grads = Gradients::leaky();
+    model.visit_params(&mut |p| p.track(&mut grads));
+    let start: Tensor<Rank0, f32, Cpu> = dev.zeros();
+    let (_, tape) = start.traced(grads).split_tape();
+    let (logits, probe) = model.forward_with_probe(
+        &TokenBatch {
+            tokens: &tokens,
+            positions: &pos,
+        },
+        tape,
+        true,
+    );
+    // The probe loss alone (the logits, which carry the tape, enter with weight 0).
+    let probe_loss = weighted_nll(
+        &dev,
+        target_log_probs(&dev, probe.unwrap(), &[0, 1, 2, 2, 3, 3]),
+        &[1.0 / 6.0; 6],
+    );
+    let loss = logits.sum() * 0.0 + probe_loss;
+    let grads = loss.backward();
+    let mut norms = Vec::new();
+    model.visit_params(&mut |p| norms.push(p.grad(&grads).iter().map(|g| g.abs()).sum::<f32>()));
+    assert!(norms[0] > 0.0, "token embedding got no probe gradient");
+    assert!(
+        norms[1] > 0.0,
+        "learned position table got no probe gradient"
+    );
+    assert!(*norms.last().unwrap() > 0.0, "probe head got no gradient");
 }

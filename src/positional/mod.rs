@@ -25,6 +25,8 @@ use serde::{de::DeserializeOwned, Serialize};
 pub use fusion::{Fusion, InputLayout};
 pub use randomized::Randomized;
 pub use rope::Rotation;
+/// T5's log-spaced distance buckets, also used by the position probe.
+pub use t5::bucket as log_bucket;
 
 /// Owned tape: hooks return tensors on it and the model adopts them into its own.
 pub type OTape<Dev> = OwnedTape<f32, Dev>;
