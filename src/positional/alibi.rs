@@ -129,7 +129,7 @@ struct AlibiLayer<Dev: Device<f32>> {
     slopes: Vec<f64>,
     dev: Dev,
     /// The bias of the last positions seen: the same in every layer and step.
-    memo: Memo<Positions, Tensor<(usize, usize, usize, usize), f32, Dev>>,
+    memo: Memo<Positions, Scores<Dev, NoneTape>>,
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for AlibiLayer<Dev> {
