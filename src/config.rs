@@ -573,6 +573,25 @@ fn resolve_sections(merged: &Value) -> Result<RunConfig, FieldError> {
     train.validate().map_err(within("train"))?;
     let eval: EvalConfig = options::parse(&section(merged, "eval")).map_err(within("eval"))?;
     eval.validate().map_err(within("eval"))?;
+    if let Some(max) = built.max_length() {
+        if let Some(i) = eval.lengths.iter().position(|&len| len > max) {
+            let reason = built
+                .max_length_reason()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            return Err(FieldError {
+                path: vec![
+                    Seg::Key("eval".into()),
+                    Seg::Key("lengths".into()),
+                    Seg::Index(i),
+                ],
+                message: format!(
+                    "length {} exceeds what task `{}` can generate{reason}; valid: lengths <= {max}",
+                    eval.lengths[i], task.name
+                ),
+            });
+        }
+    }
     let (_, train_max) = built.train_lengths();
     let longest = eval
         .lengths

@@ -83,8 +83,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the tasks.
-    Tasks,
+    /// List the tasks, or print one example of a task.
+    Tasks {
+        /// Print one example of this task (default options, its longest
+        /// training length, a fixed seed) as readable input → output.
+        #[arg(long, value_name = "NAME")]
+        example: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -199,11 +204,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tasks => {
+        Command::Tasks { example: None } => {
+            let width = tasks::TASKS.iter().map(|t| t.name.len()).max().unwrap_or(0);
             for t in tasks::TASKS {
-                println!("{:<12} {}", t.name, t.summary);
+                println!("{:<width$} {}", t.name, t.summary);
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tasks {
+            example: Some(name),
+        } => match tasks::example_text(&name) {
+            Ok(text) => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(message) => {
+                eprintln!("error: --example: {message}");
+                Ok(ExitCode::from(2))
+            }
+        },
     }
 }

@@ -247,5 +247,47 @@ fn listings_describe_every_scheme_and_task() {
         );
     }
     let tasks = String::from_utf8(posembed(tmp.path(), &["tasks"]).stdout).unwrap();
-    assert!(tasks.contains("copy") && tasks.contains("reverse"));
+    for name in [
+        "copy",
+        "reverse",
+        "duplicate",
+        "sort",
+        "odds_first",
+        "addition",
+        "parity",
+        "associative_recall",
+    ] {
+        assert!(
+            tasks.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} missing:\n{tasks}"
+        );
+    }
+}
+
+#[test]
+fn tasks_example_prints_input_and_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = posembed(tmp.path(), &["tasks", "--example", "sort"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("x: ")).unwrap();
+    let (x, y) = line
+        .strip_prefix("x: ")
+        .unwrap()
+        .split_once("  ->  y: ")
+        .unwrap();
+    let mut sorted: Vec<usize> = x.split(' ').map(|s| s.parse().unwrap()).collect();
+    assert_eq!(sorted.len(), 16, "the training max of sort: {text}");
+    sorted.sort_unstable();
+    let y: Vec<usize> = y.split(' ').map(|s| s.parse().unwrap()).collect();
+    assert_eq!(y, sorted);
+
+    let out = posembed(tmp.path(), &["tasks", "--example", "sotr"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("unknown task `sotr`") && err.contains("associative_recall"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }

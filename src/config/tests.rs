@@ -339,3 +339,61 @@ fn position_loss_options() {
         &["train.position_loss.alpha", "valid: a finite number >= 0"],
     );
 }
+
+#[test]
+fn eval_length_beyond_associative_recall_keys() {
+    // Keys are distinct within an example: 8 keys allow at most 8 pairs.
+    let text = BASE
+        .replace(
+            "name: copy, symbols: 4, train_lengths: [1, 4]",
+            "name: associative_recall, keys: 8, train_lengths: [1, 4]",
+        )
+        .replace("lengths: [2, 4, 8]", "lengths: [2, 8, 12]");
+    let e = err(&text);
+    check(
+        &e,
+        8,
+        &[
+            "eval.lengths[2]",
+            "length 12 exceeds what task `associative_recall` can generate (keys = 8)",
+            "valid: lengths <= 8",
+        ],
+    );
+    // Length 8 itself is fine.
+    let ok = text.replace("lengths: [2, 8, 12]", "lengths: [2, 8]");
+    parse(&ok, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).unwrap();
+}
+
+#[test]
+fn eval_length_check_names_the_run_that_sets_the_task() {
+    let text = BASE.replace("lengths: [2, 4, 8]", "lengths: [2, 4, 20]")
+        + "grid:\n  task:\n    - {name: copy, symbols: 4, train_lengths: [1, 4]}\n    - {name: associative_recall, keys: 16, train_lengths: [1, 4]}\n";
+    let e = err(&text);
+    check(
+        &e,
+        8,
+        &[
+            "eval.lengths[2]",
+            "(keys = 16); valid: lengths <= 16",
+            "[in run task=",
+        ],
+    );
+}
+
+#[test]
+fn associative_recall_train_lengths_beyond_keys() {
+    let e = err(&BASE.replace(
+        "name: copy, symbols: 4, train_lengths: [1, 4]",
+        "name: associative_recall, keys: 3, train_lengths: [1, 4]",
+    ));
+    check(
+        &e,
+        6,
+        &[
+            "task.train_lengths",
+            "keys = 3",
+            "max <= 3",
+            "task `associative_recall`",
+        ],
+    );
+}

@@ -107,12 +107,13 @@ fn curve(data: &ReportData, runs: &[&RunRow]) -> Vec<(f64, f64, f64)> {
 /// ± std band, the training range shaded.
 pub fn accuracy_vs_length(data: &ReportData, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let tasks = data.tasks();
-    let width = 480 * tasks.len().max(1) as u32;
+    let (rows, cols) = panel_grid(tasks.len());
+    let width = 480 * cols as u32;
     let legend = legend_rows(&data.schemes(), width).len() as u32;
     save_chart(
         out_dir,
         "accuracy_vs_length",
-        (width, 410 + LEGEND_ROW * legend),
+        (width, 410 * rows as u32 + LEGEND_ROW * legend),
         &AccuracyChart(data),
     )
 }
@@ -135,7 +136,7 @@ fn draw_accuracy<DB: DrawingBackend>(
     let (width, height) = root.dim_in_pixel();
     let rows = legend_rows(&schemes, width);
     let (plots, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
-    let panels = plots.split_evenly((1, tasks.len().max(1)));
+    let panels = plots.split_evenly(panel_grid(tasks.len()));
     for (panel, task) in panels.iter().zip(&tasks) {
         let task_runs: Vec<&RunRow> = data.runs.iter().filter(|r| &r.task == task).collect();
         let first = task_runs[0];
@@ -218,6 +219,12 @@ fn draw_accuracy<DB: DrawingBackend>(
         }
     }
     draw_legend(&legend, &rows)
+}
+
+/// (rows, columns) of panels: at most three per row, so many tasks stay legible.
+fn panel_grid(panels: usize) -> (usize, usize) {
+    let cols = panels.clamp(1, 3);
+    (panels.max(1).div_ceil(cols), cols)
 }
 
 /// Axis numbers: integers without a decimal point.

@@ -3,8 +3,14 @@
 //! Adding a task: write `tasks/<name>.rs` with a [`TaskDef`] and add its type
 //! to the `registry!` line at the bottom of this file.
 
+mod addition;
+mod associative_recall;
 mod copy;
+mod duplicate;
+mod odds_first;
+mod parity;
 mod reverse;
+mod sort;
 
 use crate::options::{self, FieldError};
 use rand::Rng;
@@ -69,6 +75,30 @@ pub trait Task: Send + Sync {
     fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example;
     /// Number of tokens fed to the model (all but the last) for an instance of `length`.
     fn input_len(&self, length: usize) -> usize;
+    /// The longest length this task can generate (`None`: unbounded). Config
+    /// validation rejects evaluation lengths above it, and `build` rejects
+    /// training ranges above it.
+    fn max_length(&self) -> Option<usize> {
+        None
+    }
+    /// Why [`Task::max_length`] is what it is, e.g. `keys = 16`, for error messages.
+    fn max_length_reason(&self) -> Option<String> {
+        None
+    }
+    /// Readable input and answer of `example`, for `posembed tasks --example`.
+    /// The default prints the task symbol ids separated by spaces.
+    fn describe(&self, example: &Example) -> (String, String) {
+        (join(example.input()), join(example.answer()))
+    }
+}
+
+/// Items separated by single spaces.
+pub fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Compile-time description of a task, registered once in `registry!`.
@@ -171,7 +201,16 @@ macro_rules! registry {
     };
 }
 
-registry!(copy::Copy, reverse::Reverse);
+registry!(
+    copy::Copy,
+    reverse::Reverse,
+    duplicate::Duplicate,
+    sort::Sort,
+    odds_first::OddsFirst,
+    addition::Addition,
+    parity::Parity,
+    associative_recall::AssociativeRecall,
+);
 
 /// Parses a `task:` map (`name` plus that task's options) and builds the task.
 pub fn parse(value: &serde_yaml::Value) -> Result<(TaskConfig, Box<dyn Task>), FieldError> {
@@ -224,6 +263,108 @@ pub fn names() -> Vec<&'static str> {
     TASKS.iter().map(|t| t.name).collect()
 }
 
+/// Seed of the example printed by `posembed tasks --example`.
+pub const EXAMPLE_SEED: u64 = 0;
+
+/// One example of task `name` with default options, at its longest training
+/// length, from a fixed seed: a header line and `x: …  ->  y: …`.
+/// An unknown name is an error listing the valid names.
+pub fn example_text(name: &str) -> Result<String, String> {
+    let empty = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+    let task = match build_named(name, &empty) {
+        None => return Err(options::unknown_choice("task", name, &names())),
+        Some(Err(err)) => return Err(format!("task `{name}`: {err}")),
+        Some(Ok((_, task))) => task,
+    };
+    let (_, length) = task.train_lengths();
+    let mut rng = crate::seeds::stream(EXAMPLE_SEED, "tasks/example");
+    let example = task.example(length, &mut rng);
+    let (x, y) = task.describe(&example);
+    Ok(format!(
+        "{name}, length {length} ({}), default options:\nx: {x}  ->  y: {y}\n",
+        task.length_unit()
+    ))
+}
+
+/// Helpers shared by the task files' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use rand::SeedableRng;
+
+    pub fn yaml(s: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    /// Builds a task from a YAML `task:` map, panicking on invalid options.
+    pub fn task(map: &str) -> Box<dyn Task> {
+        match parse(&yaml(map)) {
+            Ok((_, task)) => task,
+            Err(err) => panic!("{map}: {err}"),
+        }
+    }
+
+    /// The error for an invalid `task:` map.
+    pub fn rejected(map: &str) -> FieldError {
+        match parse(&yaml(map)) {
+            Ok(_) => panic!("{map} should be rejected"),
+            Err(err) => err,
+        }
+    }
+
+    /// Asserts `map` is rejected at `option` with a message containing every fragment.
+    pub fn assert_rejected(map: &str, option: &str, fragments: &[&str]) {
+        let err = rejected(map);
+        assert_eq!(
+            err.path,
+            vec![crate::options::Seg::Key(option.into())],
+            "{map}: {err}"
+        );
+        for f in fragments {
+            assert!(err.message.contains(f), "`{f}` missing from: {err}");
+        }
+    }
+
+    /// Generic checks: `input_len(length) + 1` tokens, BOS … SEP … EOS framing,
+    /// every token inside the vocabulary, and the same seed giving the same examples.
+    pub fn check_shape_and_determinism(task: &dyn Task, lengths: &[usize]) {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for &len in lengths {
+            for _ in 0..20 {
+                let ex = task.example(len, &mut rng);
+                assert_eq!(task.input_len(len) + 1, ex.tokens.len(), "length {len}");
+                assert_eq!(ex.tokens[0], BOS);
+                assert_eq!(ex.tokens[ex.answer_start - 1], SEP);
+                assert_eq!(*ex.tokens.last().unwrap(), EOS);
+                assert!(ex.tokens.iter().all(|&t| t < task.vocab_size()));
+                let specials = ex.tokens.iter().filter(|&&t| t < FIRST_SYMBOL).count();
+                assert_eq!(specials, 3, "only BOS, SEP and EOS are special");
+            }
+        }
+        let mut a = ChaCha8Rng::seed_from_u64(5);
+        let mut b = ChaCha8Rng::seed_from_u64(5);
+        let first: Vec<Example> = lengths.iter().map(|&l| task.example(l, &mut a)).collect();
+        let second: Vec<Example> = lengths.iter().map(|&l| task.example(l, &mut b)).collect();
+        assert_eq!(first, second);
+        let mut c = ChaCha8Rng::seed_from_u64(6);
+        let third: Vec<Example> = lengths.iter().map(|&l| task.example(l, &mut c)).collect();
+        assert_ne!(
+            first, third,
+            "a different seed should give different examples"
+        );
+    }
+
+    /// `count` examples at each length from a fixed seed.
+    pub fn examples(task: &dyn Task, lengths: &[usize], count: usize) -> Vec<(usize, Example)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        lengths
+            .iter()
+            .flat_map(|&len| (0..count).map(move |_| len))
+            .map(|len| (len, task.example(len, &mut rng)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +408,50 @@ mod tests {
                 assert!(ex.input().iter().all(|&s| s < 5));
                 assert_eq!(*ex.tokens.last().unwrap(), EOS);
             }
+        }
+    }
+
+    #[test]
+    fn every_task_prints_an_example() {
+        for name in names() {
+            let text = example_text(name).unwrap();
+            let line = text.lines().nth(1).unwrap();
+            assert!(
+                line.starts_with("x: ") && line.contains("  ->  y: "),
+                "{text}"
+            );
+            assert_eq!(text, example_text(name).unwrap(), "fixed seed");
+        }
+        let text = example_text("addition").unwrap();
+        assert!(
+            text.contains("length 8 (digits)") && text.contains(" + "),
+            "{text}"
+        );
+        let text = example_text("associative_recall").unwrap();
+        assert!(text.contains("? k") && text.contains("y: v"), "{text}");
+    }
+
+    #[test]
+    fn example_of_unknown_task_lists_names() {
+        let err = example_text("srot").unwrap_err();
+        assert!(err.contains("unknown task `srot`"), "{err}");
+        assert!(
+            err.contains(
+                "copy, reverse, duplicate, sort, odds_first, addition, parity, associative_recall"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `sort`"), "{err}");
+    }
+
+    #[test]
+    fn only_associative_recall_is_bounded() {
+        for name in names() {
+            let (_, task) = parse(&yaml(&format!("{{name: {name}}}"))).unwrap();
+            let expect = (name == "associative_recall").then_some(16);
+            assert_eq!(task.max_length(), expect, "{name}");
+            let (min, max) = task.train_lengths();
+            assert!(min >= 1 && min <= max && max <= task.max_length().unwrap_or(usize::MAX));
         }
     }
 

@@ -1,0 +1,85 @@
+//! `duplicate`: a random word w → ww (length in symbols of w).
+
+use super::{Example, SymbolOptions, Task, TaskDef, FIRST_SYMBOL};
+use crate::options::FieldError;
+use rand_chacha::ChaCha8Rng;
+
+pub struct Duplicate;
+
+impl TaskDef for Duplicate {
+    const NAME: &'static str = "duplicate";
+    const SUMMARY: &'static str = "random symbols w → ww, w twice (length in symbols of w)";
+    type Options = SymbolOptions;
+    fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
+        options.validate()?;
+        Ok(Box::new(DuplicateTask(options)))
+    }
+}
+
+struct DuplicateTask(SymbolOptions);
+
+impl Task for DuplicateTask {
+    fn vocab_size(&self) -> usize {
+        FIRST_SYMBOL + self.0.symbols
+    }
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.0.train_lengths[0], self.0.train_lengths[1])
+    }
+    /// Symbols of w (the answer is twice as long).
+    fn length_unit(&self) -> &'static str {
+        "symbols"
+    }
+    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example {
+        let w = self.0.random_symbols(length, rng);
+        let ww = [w.as_slice(), w.as_slice()].concat();
+        Example::seq2seq(&w, &ww)
+    }
+    /// BOS, n symbols, SEP, 2n symbols, EOS: 3n + 3 tokens, all but the last fed.
+    fn input_len(&self, length: usize) -> usize {
+        3 * length + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tasks::testing::*;
+
+    #[test]
+    fn answer_is_the_input_twice() {
+        let task = task("{name: duplicate, symbols: 5}");
+        for (len, ex) in examples(task.as_ref(), &[1, 2, 7, 16, 40], 10) {
+            let (x, y) = (ex.input(), ex.answer());
+            assert_eq!(x.len(), len);
+            assert_eq!(y.len(), 2 * len);
+            for i in 0..len {
+                assert_eq!(y[i], x[i]);
+                assert_eq!(y[len + i], x[i]);
+            }
+            assert!(x.iter().all(|&s| s < 5));
+        }
+    }
+
+    #[test]
+    fn shape_and_determinism() {
+        check_shape_and_determinism(task("{name: duplicate}").as_ref(), &[1, 3, 8, 16, 33]);
+    }
+
+    #[test]
+    fn invalid_options_are_rejected() {
+        assert_rejected(
+            "{name: duplicate, symbols: 1}",
+            "symbols",
+            &["1 symbols", "valid: 2 to 200", "task `duplicate`"],
+        );
+        assert_rejected(
+            "{name: duplicate, train_lengths: [0, 4]}",
+            "train_lengths",
+            &["[0, 4]", "valid: [min, max] with 1 <= min <= max"],
+        );
+        assert_rejected(
+            "{name: duplicate, base: 10}",
+            "base",
+            &["unknown key `base`", "valid: symbols, train_lengths"],
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! `sort`: random symbols → the same symbols in ascending order.
+
+use super::{Example, SymbolOptions, Task, TaskDef, FIRST_SYMBOL};
+use crate::options::FieldError;
+use rand_chacha::ChaCha8Rng;
+
+pub struct Sort;
+
+impl TaskDef for Sort {
+    const NAME: &'static str = "sort";
+    const SUMMARY: &'static str =
+        "random symbols → the symbols sorted ascending (length in symbols)";
+    type Options = SymbolOptions;
+    fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
+        options.validate()?;
+        Ok(Box::new(SortTask(options)))
+    }
+}
+
+struct SortTask(SymbolOptions);
+
+impl Task for SortTask {
+    fn vocab_size(&self) -> usize {
+        FIRST_SYMBOL + self.0.symbols
+    }
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.0.train_lengths[0], self.0.train_lengths[1])
+    }
+    /// Symbols of the input (and of the answer).
+    fn length_unit(&self) -> &'static str {
+        "symbols"
+    }
+    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example {
+        let x = self.0.random_symbols(length, rng);
+        let mut y = x.clone();
+        y.sort_unstable();
+        Example::seq2seq(&x, &y)
+    }
+    fn input_len(&self, length: usize) -> usize {
+        2 * length + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tasks::testing::*;
+
+    #[test]
+    fn answer_is_the_input_sorted() {
+        let task = task("{name: sort, symbols: 6}");
+        for (len, ex) in examples(task.as_ref(), &[1, 2, 5, 16, 50], 10) {
+            let (x, y) = (ex.input(), ex.answer());
+            assert_eq!(x.len(), len);
+            // Non-decreasing, and the same multiset (counted per symbol).
+            assert!(y.windows(2).all(|w| w[0] <= w[1]), "{y:?}");
+            for s in 0..6 {
+                let count = |v: &[usize]| v.iter().filter(|&&t| t == s).count();
+                assert_eq!(count(&x), count(&y), "symbol {s} in {x:?} → {y:?}");
+            }
+            assert_eq!(x.len(), y.len());
+        }
+    }
+
+    #[test]
+    fn shape_and_determinism() {
+        check_shape_and_determinism(task("{name: sort}").as_ref(), &[1, 4, 16, 30]);
+    }
+
+    #[test]
+    fn invalid_options_are_rejected() {
+        assert_rejected(
+            "{name: sort, symbols: 500}",
+            "symbols",
+            &["500 symbols", "valid: 2 to 200", "task `sort`"],
+        );
+        assert_rejected(
+            "{name: sort, train_lengths: [9, 3]}",
+            "train_lengths",
+            &["[9, 3]", "valid: [min, max] with 1 <= min <= max"],
+        );
+    }
+}
