@@ -170,6 +170,22 @@ pub fn measure(
     }
 }
 
+/// The per-scheme medians of interleaved repetitions (each a list in scheme order).
+pub fn medians(repeats: &[Vec<BenchResult>]) -> Vec<BenchResult> {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (0..repeats[0].len())
+        .map(|i| BenchResult {
+            train_tokens_per_s: median(repeats.iter().map(|r| r[i].train_tokens_per_s).collect()),
+            eval_tokens_per_s: median(repeats.iter().map(|r| r[i].eval_tokens_per_s).collect()),
+            peak_rss_bytes: repeats.iter().filter_map(|r| r[i].peak_rss_bytes).max(),
+            ..repeats[0][i].clone()
+        })
+        .collect()
+}
+
 /// A table with the ratio of each scheme to the first (`none` by default).
 pub fn table(results: &[BenchResult]) -> String {
     let mut out = format!(

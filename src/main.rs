@@ -74,9 +74,12 @@ enum Command {
         /// repeat for several (default: every scheme with default options).
         #[arg(long)]
         scheme: Vec<String>,
-        /// Timed steps of each kind per scheme.
+        /// Timed steps of each kind per scheme and repetition.
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// Interleaved repetitions; the table shows per-scheme medians.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
         #[arg(long, value_enum, default_value = "relu")]
         activation: ActivationArg,
         /// One JSON object per line instead of a table.
@@ -175,6 +178,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             model,
             scheme,
             steps,
+            repeat,
             activation,
             json,
         } => {
@@ -190,17 +194,28 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ActivationArg::Relu => Activation::Relu,
                 ActivationArg::Gelu => Activation::Gelu,
             };
-            let mut results = Vec::new();
-            for name in &names {
-                let config = bench::scheme_config(name, model)?;
-                let result = bench::measure(model, &config, name, steps, activation);
+            let configs = names
+                .iter()
+                .map(|name| bench::scheme_config(name, model))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            // Schemes alternate within each repetition so that drifts in machine
+            // speed hit them alike; the table reports per-scheme medians.
+            let mut repeats = Vec::new();
+            for _ in 0..repeat.max(1) {
+                let round: Vec<_> = names
+                    .iter()
+                    .zip(&configs)
+                    .map(|(name, config)| bench::measure(model, config, name, steps, activation))
+                    .collect();
                 if json {
-                    println!("{}", serde_json::to_string(&result)?);
+                    for result in &round {
+                        println!("{}", serde_json::to_string(result)?);
+                    }
                 }
-                results.push(result);
+                repeats.push(round);
             }
             if !json {
-                print!("{}", bench::table(&results));
+                print!("{}", bench::table(&bench::medians(&repeats)));
             }
             Ok(ExitCode::SUCCESS)
         }

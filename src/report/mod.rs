@@ -207,11 +207,21 @@ fn row_labels(runs: &DataFrame, schemes: &[String]) -> anyhow::Result<Vec<String
             continue;
         }
         for &i in &members {
+            // Section prefix dropped; unset options (null) left out.
             let parts: Vec<String> = varying
                 .iter()
-                .map(|(name, v)| format!("{}={}", name.rsplit('.').next().unwrap_or(name), v[i]))
+                .filter(|(_, v)| !v[i].is_empty())
+                .map(|(name, v)| {
+                    format!(
+                        "{}={}",
+                        name.split_once('.').map_or(name.as_str(), |(_, rest)| rest),
+                        v[i]
+                    )
+                })
                 .collect();
-            labels[i] = format!("{scheme} ({})", parts.join(", "));
+            if !parts.is_empty() {
+                labels[i] = format!("{scheme} ({})", parts.join(", "));
+            }
         }
     }
     Ok(labels)
