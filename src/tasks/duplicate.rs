@@ -1,8 +1,7 @@
 //! `duplicate`: a random word w → ww (length in symbols of w).
 
-use super::{Example, SymbolOptions, Task, TaskDef, FIRST_SYMBOL};
+use super::{SymbolOptions, SymbolTask, Task, TaskDef};
 use crate::options::FieldError;
-use rand_chacha::ChaCha8Rng;
 
 pub struct Duplicate;
 
@@ -11,32 +10,7 @@ impl TaskDef for Duplicate {
     const SUMMARY: &'static str = "random symbols w → ww, w twice (length in symbols of w)";
     type Options = SymbolOptions;
     fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
-        options.validate()?;
-        Ok(Box::new(DuplicateTask(options)))
-    }
-}
-
-struct DuplicateTask(SymbolOptions);
-
-impl Task for DuplicateTask {
-    fn vocab_size(&self) -> usize {
-        FIRST_SYMBOL + self.0.symbols
-    }
-    fn train_lengths(&self) -> (usize, usize) {
-        (self.0.train_lengths[0], self.0.train_lengths[1])
-    }
-    /// Symbols of w (the answer is twice as long).
-    fn length_unit(&self) -> &'static str {
-        "symbols"
-    }
-    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example {
-        let w = self.0.random_symbols(length, rng);
-        let ww = [w.as_slice(), w.as_slice()].concat();
-        Example::seq2seq(&w, &ww)
-    }
-    /// BOS, n symbols, SEP, 2n symbols, EOS: 3n + 3 tokens, all but the last fed.
-    fn input_len(&self, length: usize) -> usize {
-        3 * length + 2
+        SymbolTask::boxed(options, |w| [w, w].concat(), |n| 2 * n)
     }
 }
 

@@ -160,6 +160,50 @@ impl SymbolOptions {
     }
 }
 
+/// A task over random symbol strings whose answer is a function of the input
+/// (copy, reverse, duplicate, sort, odds_first); length counts input symbols.
+pub struct SymbolTask {
+    options: SymbolOptions,
+    answer: fn(&[usize]) -> Vec<usize>,
+    /// Answer length for an input of length n.
+    answer_len: fn(usize) -> usize,
+}
+
+impl SymbolTask {
+    pub fn boxed(
+        options: SymbolOptions,
+        answer: fn(&[usize]) -> Vec<usize>,
+        answer_len: fn(usize) -> usize,
+    ) -> Result<Box<dyn Task>, FieldError> {
+        options.validate()?;
+        Ok(Box::new(SymbolTask {
+            options,
+            answer,
+            answer_len,
+        }))
+    }
+}
+
+impl Task for SymbolTask {
+    fn vocab_size(&self) -> usize {
+        FIRST_SYMBOL + self.options.symbols
+    }
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.options.train_lengths[0], self.options.train_lengths[1])
+    }
+    fn length_unit(&self) -> &'static str {
+        "symbols"
+    }
+    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example {
+        let x = self.options.random_symbols(length, rng);
+        Example::seq2seq(&x, &(self.answer)(&x))
+    }
+    /// BOS, n symbols, SEP, the answer, EOS: all but the last are fed.
+    fn input_len(&self, length: usize) -> usize {
+        length + (self.answer_len)(length) + 2
+    }
+}
+
 /// `[min, max]` with 1 <= min <= max.
 pub fn check_length_range(range: [usize; 2]) -> Result<(), FieldError> {
     let [min, max] = range;

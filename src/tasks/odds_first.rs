@@ -1,9 +1,8 @@
 //! `odds_first`: t1 t2 … tn → the odd-indexed tokens t1 t3 … then the
 //! even-indexed ones t2 t4 … (1-based indices).
 
-use super::{Example, SymbolOptions, Task, TaskDef, FIRST_SYMBOL};
+use super::{SymbolOptions, SymbolTask, Task, TaskDef};
 use crate::options::FieldError;
-use rand_chacha::ChaCha8Rng;
 
 pub struct OddsFirst;
 
@@ -13,30 +12,7 @@ impl TaskDef for OddsFirst {
         "t1 t2 … tn → t1 t3 … then t2 t4 … (odd positions first; length in symbols)";
     type Options = SymbolOptions;
     fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
-        options.validate()?;
-        Ok(Box::new(OddsFirstTask(options)))
-    }
-}
-
-struct OddsFirstTask(SymbolOptions);
-
-impl Task for OddsFirstTask {
-    fn vocab_size(&self) -> usize {
-        FIRST_SYMBOL + self.0.symbols
-    }
-    fn train_lengths(&self) -> (usize, usize) {
-        (self.0.train_lengths[0], self.0.train_lengths[1])
-    }
-    /// Symbols of the input (and of the answer).
-    fn length_unit(&self) -> &'static str {
-        "symbols"
-    }
-    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example {
-        let x = self.0.random_symbols(length, rng);
-        Example::seq2seq(&x, &odds_first(&x))
-    }
-    fn input_len(&self, length: usize) -> usize {
-        2 * length + 2
+        SymbolTask::boxed(options, odds_first, |n| n)
     }
 }
 

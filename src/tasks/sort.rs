@@ -1,8 +1,7 @@
 //! `sort`: random symbols → the same symbols in ascending order.
 
-use super::{Example, SymbolOptions, Task, TaskDef, FIRST_SYMBOL};
+use super::{SymbolOptions, SymbolTask, Task, TaskDef};
 use crate::options::FieldError;
-use rand_chacha::ChaCha8Rng;
 
 pub struct Sort;
 
@@ -12,33 +11,14 @@ impl TaskDef for Sort {
         "random symbols → the symbols sorted ascending (length in symbols)";
     type Options = SymbolOptions;
     fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
-        options.validate()?;
-        Ok(Box::new(SortTask(options)))
+        SymbolTask::boxed(options, sorted, |n| n)
     }
 }
 
-struct SortTask(SymbolOptions);
-
-impl Task for SortTask {
-    fn vocab_size(&self) -> usize {
-        FIRST_SYMBOL + self.0.symbols
-    }
-    fn train_lengths(&self) -> (usize, usize) {
-        (self.0.train_lengths[0], self.0.train_lengths[1])
-    }
-    /// Symbols of the input (and of the answer).
-    fn length_unit(&self) -> &'static str {
-        "symbols"
-    }
-    fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example {
-        let x = self.0.random_symbols(length, rng);
-        let mut y = x.clone();
-        y.sort_unstable();
-        Example::seq2seq(&x, &y)
-    }
-    fn input_len(&self, length: usize) -> usize {
-        2 * length + 2
-    }
+fn sorted(x: &[usize]) -> Vec<usize> {
+    let mut y = x.to_vec();
+    y.sort_unstable();
+    y
 }
 
 #[cfg(test)]
