@@ -75,7 +75,6 @@ pub fn scheme_config(text: &str, model: ReferenceModel) -> anyhow::Result<Positi
 }
 
 struct Measure<'a> {
-    model: ReferenceModel,
     config: ModelConfig,
     positional: &'a PositionalConfig,
     batch: usize,
@@ -130,7 +129,6 @@ impl WithWidths for Measure<'_> {
             let _ = model.forward(&input, NoneTape, false).as_vec();
         }
         let eval = (n * self.steps) as f64 / clock.elapsed().as_secs_f64();
-        let _ = self.model;
         (train, eval)
     }
 }
@@ -152,7 +150,6 @@ pub fn measure(
         with_widths(
             &config.clone(),
             Measure {
-                model,
                 config,
                 positional: scheme,
                 batch,

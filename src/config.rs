@@ -56,6 +56,8 @@ pub struct RunConfig {
 #[derive(Debug, Clone)]
 pub struct ExperimentSpec {
     pub name: String,
+    /// Free text from the file's `description`.
+    pub description: Option<String>,
     pub source: PathBuf,
     pub seeds: Vec<u64>,
     pub variants: Vec<RunConfig>,
@@ -203,7 +205,6 @@ pub fn parse(text: &str, file: &Path, max_runs: usize) -> Result<ExperimentSpec,
             message,
         }
     })?;
-    let _ = raw.description;
     check_name(&doc, &raw.name)?;
     check_seeds(&doc, &raw.seeds)?;
     check_sections(&doc, &raw.defaults)?;
@@ -277,6 +278,7 @@ pub fn parse(text: &str, file: &Path, max_runs: usize) -> Result<ExperimentSpec,
     }
     Ok(ExperimentSpec {
         name: raw.name,
+        description: raw.description,
         source: file.to_path_buf(),
         seeds: raw.seeds,
         variants,
