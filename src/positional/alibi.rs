@@ -175,6 +175,21 @@ mod tests {
     }
 
     #[test]
+    fn six_head_bias_matrix_equals_hand_written_one() {
+        // 6 heads: slopes 1/4, 1/16, 1/64, 1/256 (4-head list), then 1/2 and 1/8 (8-head list, every other).
+        let pos = Positions::contiguous(1, 3);
+        let got = bias(&slopes(6), &pos);
+        let matrix =
+            |m: f64| [0.0, 0.0, 0.0, -m, 0.0, 0.0, -2.0 * m, -m, 0.0].map(|x: f64| x as f32);
+        for (head, m) in [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(&got[head * 9..(head + 1) * 9], &matrix(m), "head {head}");
+        }
+    }
+
+    #[test]
     fn partial_heads_leave_the_rest_unbiased() {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
         let ctx = BuildContext {
