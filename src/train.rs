@@ -515,10 +515,7 @@ pub fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
     lr: f64,
 ) -> StepStats {
     let dev = model.device().clone();
-    let mut grads = Gradients::leaky();
-    model.visit_params(&mut |p| p.track(&mut grads));
-    let start: Tensor<Rank0, f32, Dev> = dev.zeros();
-    let (_, tape) = start.traced(grads).split_tape();
+    let tape = model.training_tape();
     let (logits, probe_logits) = model.forward_with_probe(&batch.input(), tape, true);
     let (b, s, v) = *logits.shape();
     let log_probs = target_log_probs(&dev, logits.reshape_like(&(b * s, v)), &batch.targets); // (b·s,)

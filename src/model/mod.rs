@@ -367,6 +367,15 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         }
     }
 
+    /// A fresh tape whose gradients hold an entry for every parameter, so
+    /// that unused ones read as zero after `backward`.
+    pub fn training_tape(&mut self) -> OwnedTape<f32, Dev> {
+        let mut grads = Gradients::leaky();
+        self.visit_params(&mut |p| p.track(&mut grads));
+        let start: Tensor<Rank0, f32, Dev> = self.dev.zeros();
+        start.traced(grads).split_tape().1
+    }
+
     /// Tells the positional scheme how far training is; returns what it schedules.
     pub fn set_progress(&mut self, fraction: f64) -> Vec<(String, f64)> {
         self.position.set_progress(fraction)

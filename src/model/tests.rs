@@ -283,10 +283,7 @@ fn scheme_parameter_gradients_match_finite_differences() {
             values: vec![0, 1, 3, 4, 7, 9, 0, 2, 3, 5, 6, 8],
         };
         let dev = model.device().clone();
-        let mut grads = Gradients::leaky();
-        model.visit_params(&mut |p| p.track(&mut grads));
-        let start: Tensor<Rank0, f32, Cpu> = dev.zeros();
-        let (_, tape) = start.traced(grads).split_tape();
+        let tape = model.training_tape();
         let logits = model.forward(
             &TokenBatch {
                 tokens: &tokens,
@@ -336,10 +333,7 @@ fn shaw_future_distances_get_zero_gradient() {
     let dev = model.device().clone();
     let pos = Positions::contiguous(1, 6);
     let tokens = vec![1, 4, 5, 6, 2, 4];
-    let mut grads = Gradients::leaky();
-    model.visit_params(&mut |p| p.track(&mut grads));
-    let start: Tensor<Rank0, f32, Cpu> = dev.zeros();
-    let (_, tape) = start.traced(grads).split_tape();
+    let tape = model.training_tape();
     let logits = model.forward(
         &TokenBatch {
             tokens: &tokens,
@@ -399,10 +393,7 @@ fn probe_gradient_reaches_the_embeddings() {
     );
     let pos = Positions::contiguous(1, 6);
     let tokens = vec![1, 4, 5, 6, 2, 4];
-    let mut grads = Gradients::leaky();
-    model.visit_params(&mut |p| p.track(&mut grads));
-    let start: Tensor<Rank0, f32, Cpu> = dev.zeros();
-    let (_, tape) = start.traced(grads).split_tape();
+    let tape = model.training_tape();
     let (logits, probe) = model.forward_with_probe(
         &TokenBatch {
             tokens: &tokens,
