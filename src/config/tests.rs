@@ -397,3 +397,20 @@ fn associative_recall_train_lengths_beyond_keys() {
         ],
     );
 }
+
+#[test]
+fn non_utf8_file_points_at_the_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, b"name: t\nseeds: [0]\n# caf\xe9\n").unwrap();
+    let e = load(&path, DEFAULT_MAX_RUNS).unwrap_err();
+    assert_eq!((e.location.line, e.location.column), (3, 6), "{e}");
+    assert!(e.message.contains("not valid UTF-8"), "{e}");
+    let missing = load(&dir.path().join("missing.yaml"), DEFAULT_MAX_RUNS).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot read the experiment file"),
+        "{missing}"
+    );
+}
