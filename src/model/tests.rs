@@ -260,6 +260,27 @@ fn batch_loss(
     weighted_cross_entropy(&dev, logits, targets, weights).array() as f64
 }
 
+/// Gradients of the weighted cross-entropy of one batch, every parameter tracked.
+fn loss_gradients(
+    model: &mut Transformer<16, 64, Cpu>,
+    tokens: &[usize],
+    targets: &[usize],
+    weights: &[f32],
+    pos: &Positions,
+) -> Gradients<f32, Cpu> {
+    let dev = model.device().clone();
+    let tape = model.training_tape();
+    let logits = model.forward(
+        &TokenBatch {
+            tokens,
+            positions: pos,
+        },
+        tape,
+        false,
+    );
+    weighted_cross_entropy(&dev, logits, targets, weights).backward()
+}
+
 /// Finite-difference check of every positional parameter through the whole model.
 #[test]
 fn scheme_parameter_gradients_match_finite_differences() {
@@ -282,17 +303,7 @@ fn scheme_parameter_gradients_match_finite_differences() {
             seq: 6,
             values: vec![0, 1, 3, 4, 7, 9, 0, 2, 3, 5, 6, 8],
         };
-        let dev = model.device().clone();
-        let tape = model.training_tape();
-        let logits = model.forward(
-            &TokenBatch {
-                tokens: &tokens,
-                positions: &pos,
-            },
-            tape,
-            false,
-        );
-        let grads = weighted_cross_entropy(&dev, logits, &targets, &weights).backward();
+        let grads = loss_gradients(&mut model, &tokens, &targets, &weights, &pos);
         let mut analytic = Vec::new();
         model.visit_params(&mut |p| analytic.push(p.grad(&grads)));
         // Parameter 0 is the token embedding; the scheme's follow it.
@@ -330,20 +341,14 @@ fn scheme_parameter_gradients_match_finite_differences() {
 #[test]
 fn shaw_future_distances_get_zero_gradient() {
     let mut model = tiny_model(&scheme("{scheme: shaw, max_distance: 3}"));
-    let dev = model.device().clone();
     let pos = Positions::contiguous(1, 6);
-    let tokens = vec![1, 4, 5, 6, 2, 4];
-    let tape = model.training_tape();
-    let logits = model.forward(
-        &TokenBatch {
-            tokens: &tokens,
-            positions: &pos,
-        },
-        tape,
-        false,
+    let grads = loss_gradients(
+        &mut model,
+        &[1, 4, 5, 6, 2, 4],
+        &[4, 5, 6, 2, 4, 5],
+        &[1.0 / 6.0; 6],
+        &pos,
     );
-    let grads =
-        weighted_cross_entropy(&dev, logits, &[4, 5, 6, 2, 4, 5], &[1.0 / 6.0; 6]).backward();
     let mut layer0 = Vec::new();
     let mut k = 0;
     model.position.visit_params(&mut |p| {
