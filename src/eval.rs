@@ -1,6 +1,8 @@
 //! Evaluation by length: token accuracy, exact match and loss on the answer
 //! tokens (answer and EOS) of `samples` fresh sequences per length, drawn
 //! from an evaluation stream that depends on `eval.seed` and the length only.
+//! Language-modelling tasks choose their own examples (validation windows)
+//! and also get the loss on the last quarter of each window.
 
 use crate::model::Transformer;
 use crate::options::FieldError;
@@ -88,6 +90,11 @@ pub struct EvalByLength {
     pub exact_match: f64,
     /// Mean cross-entropy (nats) per answer token.
     pub loss: f64,
+    /// Language modelling only: mean cross-entropy (nats) over the last
+    /// quarter of each window's positions, where long-range context matters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_quarter_loss: Option<f64>,
+    /// Sequences scored.
     pub n: usize,
 }
 
@@ -99,6 +106,8 @@ struct Tally {
     exact: usize,
     sequences: usize,
     nll: f64,
+    last_quarter_tokens: usize,
+    last_quarter_nll: f64,
 }
 
 impl Tally {
@@ -107,7 +116,9 @@ impl Tally {
         let seq = batch.positions.seq;
         for (row, ex) in examples.iter().enumerate() {
             let mut all_correct = true;
-            for t in ex.answer_start - 1..ex.tokens.len() - 1 {
+            let scored = ex.answer_start - 1..ex.tokens.len() - 1;
+            let last_quarter = scored.end - scored.len().div_ceil(4);
+            for t in scored {
                 let at = row * seq + t;
                 let scores = &logits[at * vocab..(at + 1) * vocab];
                 let target = batch.targets[at];
@@ -129,8 +140,13 @@ impl Tally {
                         .map(|&v| (v as f64 - max).exp())
                         .sum::<f64>()
                         .ln();
-                self.nll += log_sum - scores[target] as f64;
+                let nll = log_sum - scores[target] as f64;
+                self.nll += nll;
                 self.tokens += 1;
+                if t >= last_quarter {
+                    self.last_quarter_nll += nll;
+                    self.last_quarter_tokens += 1;
+                }
                 if best == target {
                     self.correct_tokens += 1;
                 } else {
@@ -142,12 +158,14 @@ impl Tally {
         }
     }
 
-    fn finish(&self, length: usize) -> EvalByLength {
+    fn finish(&self, length: usize, language_model: bool) -> EvalByLength {
         EvalByLength {
             length,
             token_acc: self.correct_tokens as f64 / self.tokens as f64,
             exact_match: self.exact as f64 / self.sequences as f64,
             loss: self.nll / self.tokens as f64,
+            last_quarter_loss: language_model
+                .then(|| self.last_quarter_nll / self.last_quarter_tokens as f64),
             n: self.sequences,
         }
     }
@@ -162,26 +180,56 @@ pub fn evaluate<const D: usize, const F: usize, Dev: Device<f32>>(
     positional: &PositionalConfig,
     cfg: &EvalConfig,
 ) -> Vec<EvalByLength> {
+    let longest = cfg.lengths.iter().copied().max().unwrap_or(0);
     cfg.lengths
         .iter()
         .map(|&length| {
             let mut rng = stream(cfg.seed, &format!("eval/{length}"));
             let mut positions_rng = stream(cfg.seed, &format!("eval-positions/{length}"));
+            let examples = task.eval_examples(length, cfg.samples, longest, &mut rng);
             let mut tally = Tally::default();
-            let mut remaining = cfg.samples;
-            while remaining > 0 {
-                let n = remaining.min(cfg.batch_size);
-                remaining -= n;
-                let examples: Vec<Example> =
-                    (0..n).map(|_| task.example(length, &mut rng)).collect();
-                let batch = Batch::from_examples(&examples);
+            for chunk in examples.chunks(cfg.batch_size) {
+                let batch = Batch::from_examples(chunk);
                 let (b, s) = (batch.positions.batch, batch.positions.seq);
                 let batch = batch.with_positions(positional.positions(b, s, &mut positions_rng));
                 let logits = model.forward(&batch.input(), NoneTape, false);
                 let vocab = logits.shape().2;
-                tally.add(&batch, &examples, &logits.as_vec(), vocab);
+                tally.add(&batch, chunk, &logits.as_vec(), vocab);
             }
-            tally.finish(length)
+            tally.finish(length, task.language_model())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_quarter_covers_the_last_quarter_of_scored_positions() {
+        // A text-like example: 8 inputs, all scored, vocabulary 5 + FIRST_SYMBOL.
+        let tokens: Vec<usize> = (0..9).map(|t| 4 + t % 5).collect();
+        let examples = [Example {
+            tokens,
+            answer_start: 1,
+        }];
+        let batch = Batch::from_examples(&examples);
+        let vocab = 9;
+        // Logits: the target gets t (position index), everything else 0, so the
+        // loss at position t is ln(8 + e^t) - t.
+        let mut logits = vec![0f32; 8 * vocab];
+        for t in 0..8 {
+            logits[t * vocab + batch.targets[t]] = t as f32;
+        }
+        let nll = |t: usize| (8.0 + (t as f64).exp()).ln() - t as f64;
+        let mut tally = Tally::default();
+        tally.add(&batch, &examples, &logits, vocab);
+        let e = tally.finish(8, true);
+        let all = (0..8).map(nll).sum::<f64>() / 8.0;
+        let last = (nll(6) + nll(7)) / 2.0;
+        assert!((e.loss - all).abs() < 1e-6, "{} vs {all}", e.loss);
+        assert!((e.last_quarter_loss.unwrap() - last).abs() < 1e-6);
+        assert_eq!((e.token_acc, e.n), (7.0 / 8.0, 1), "position 0 ties at 0");
+        assert_eq!(tally.finish(8, false).last_quarter_loss, None);
+    }
 }

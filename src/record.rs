@@ -86,6 +86,10 @@ pub struct RunRecord {
     pub wall_time_s: f64,
     pub final_train_loss: Option<f64>,
     pub length_unit: String,
+    /// The task is language modelling: every position scored, perplexity its metric.
+    #[serde(default)]
+    pub language_model: bool,
+    /// The in-distribution lengths ([`crate::tasks::Task::seen_lengths`]).
     pub train_min: usize,
     pub train_max: usize,
     pub eval: Vec<EvalByLength>,

@@ -127,6 +127,13 @@ fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
             "length_unit",
             records.iter().map(|r| r.length_unit.clone()).collect(),
         ),
+        Column::new(
+            "language_model".into(),
+            records
+                .iter()
+                .map(|r| r.language_model)
+                .collect::<Vec<bool>>(),
+        ),
         u64_col("train_min", &|r| r.train_min as u64),
         u64_col("train_max", &|r| r.train_max as u64),
         opt_f64("id_exact_match", &id),
@@ -209,46 +216,55 @@ fn json_column(name: &str, values: &[Option<&Value>]) -> Column {
     }
 }
 
+/// One row per (run, length). Each row carries its task's length unit and
+/// training range, so it can be read on its own; perplexity is exp(loss) over
+/// the scored tokens, and language-modelling rows add bits per byte (their
+/// tokens are bytes) and the last-quarter loss.
 fn eval_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
     let rows: Vec<(&RunRecord, &crate::eval::EvalByLength)> = records
         .iter()
         .flat_map(|r| r.eval.iter().map(move |e| (r, e)))
         .collect();
+    type Row<'a> = (&'a RunRecord, &'a crate::eval::EvalByLength);
+    let u64_col = |name: &str, f: &dyn Fn(&Row) -> u64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<u64>>())
+    };
+    let f64_col = |name: &str, f: &dyn Fn(&Row) -> f64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
+    };
+    let opt_f64 = |name: &str, f: &dyn Fn(&Row) -> Option<f64>| {
+        Column::new(
+            name.into(),
+            rows.iter().map(f).collect::<Vec<Option<f64>>>(),
+        )
+    };
     let columns = vec![
         str_col(
             "run_id",
             rows.iter().map(|(r, _)| r.run_id.clone()).collect(),
         ),
-        Column::new(
-            "length".into(),
-            rows.iter()
-                .map(|(_, e)| e.length as u64)
-                .collect::<Vec<u64>>(),
+        u64_col("length", &|(_, e)| e.length as u64),
+        str_col(
+            "length_unit",
+            rows.iter().map(|(r, _)| r.length_unit.clone()).collect(),
         ),
+        u64_col("train_min", &|(r, _)| r.train_min as u64),
+        u64_col("train_max", &|(r, _)| r.train_max as u64),
         Column::new(
             "in_distribution".into(),
             rows.iter()
                 .map(|(r, e)| (r.train_min..=r.train_max).contains(&e.length))
                 .collect::<Vec<bool>>(),
         ),
-        Column::new(
-            "token_acc".into(),
-            rows.iter().map(|(_, e)| e.token_acc).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "exact_match".into(),
-            rows.iter()
-                .map(|(_, e)| e.exact_match)
-                .collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "loss".into(),
-            rows.iter().map(|(_, e)| e.loss).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n".into(),
-            rows.iter().map(|(_, e)| e.n as u64).collect::<Vec<u64>>(),
-        ),
+        f64_col("token_acc", &|(_, e)| e.token_acc),
+        f64_col("exact_match", &|(_, e)| e.exact_match),
+        f64_col("loss", &|(_, e)| e.loss),
+        f64_col("perplexity", &|(_, e)| e.loss.exp()),
+        opt_f64("bits_per_byte", &|(r, e)| {
+            r.language_model.then(|| e.loss / std::f64::consts::LN_2)
+        }),
+        opt_f64("last_quarter_loss", &|(_, e)| e.last_quarter_loss),
+        u64_col("n", &|(_, e)| e.n as u64),
     ];
     Ok(DataFrame::new(rows.len(), columns)?)
 }

@@ -34,7 +34,7 @@ pub fn execute(
         with_widths(&spec.config.model, Pipeline { spec, progress })
     }));
     let task = tasks::build(&spec.config.task);
-    let (train_min, train_max) = task.train_lengths();
+    let (train_min, train_max) = task.seen_lengths();
     let mut record = RunRecord {
         run_id: spec.run_id.clone(),
         group_id: spec.group_id.clone(),
@@ -51,6 +51,7 @@ pub fn execute(
         wall_time_s: 0.0,
         final_train_loss: None,
         length_unit: task.length_unit().to_string(),
+        language_model: task.language_model(),
         train_min,
         train_max,
         eval: Vec::new(),

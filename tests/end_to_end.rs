@@ -81,10 +81,16 @@ fn run_writes_frames_and_a_report_that_agree() {
         [
             "run_id",
             "length",
+            "length_unit",
+            "train_min",
+            "train_max",
             "in_distribution",
             "token_acc",
             "exact_match",
             "loss",
+            "perplexity",
+            "bits_per_byte",
+            "last_quarter_loss",
             "n"
         ]
     );
@@ -290,4 +296,126 @@ fn tasks_example_prints_input_and_output() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+}
+
+const TEXT: &str = "
+name: lm
+seeds: [0]
+defaults:
+  model: {d_model: 16, ff: 64, layers: 1, heads: 2}
+  positional: {scheme: none}
+  task: {name: text, path: corpus.txt, train_context: 16}
+  train: {steps: 20, batch_size: 8, lr: 3.0e-3, warmup: 5, log_every: 10}
+  eval: {lengths: [8, 16, 32], samples: 4}
+grid:
+  positional.scheme: [none, alibi]
+";
+
+#[test]
+fn text_runs_report_perplexity_by_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus: String = (0..400)
+        .map(|i| format!("line {i}: the quick brown fox\n"))
+        .collect();
+    std::fs::write(tmp.path().join("corpus.txt"), &corpus).unwrap();
+    std::fs::write(tmp.path().join("lm.yaml"), TEXT).unwrap();
+    let out = posembed(tmp.path(), &["run", "lm.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (eval, _) = columns(&tmp.path().join("results/lm/eval.parquet"));
+    assert_eq!(eval.height(), 2 * 3);
+    let f = |name: &str| -> Vec<f64> {
+        let col = eval.column(name).unwrap().f64().unwrap().clone();
+        (0..col.len()).map(|i| col.get(i).unwrap()).collect()
+    };
+    let (loss, ppl, bpb, last) = (
+        f("loss"),
+        f("perplexity"),
+        f("bits_per_byte"),
+        f("last_quarter_loss"),
+    );
+    for i in 0..eval.height() {
+        assert!((ppl[i] - loss[i].exp()).abs() < 1e-9 * ppl[i]);
+        assert!((bpb[i] - loss[i] / std::f64::consts::LN_2).abs() < 1e-12);
+        assert!(
+            last[i].is_finite() && loss[i] < 260f64.ln(),
+            "row {i}: {}",
+            loss[i]
+        );
+    }
+    // The same validation bytes at every length: 4 windows of the longest (32)
+    // are 128 predicted bytes, 16 windows of 8 and 8 of 16.
+    let n = eval.column("n").unwrap().u64().unwrap().clone();
+    let n: Vec<u64> = (0..n.len()).map(|i| n.get(i).unwrap()).collect();
+    assert_eq!(n, [16, 8, 4, 16, 8, 4]);
+    let units = eval.column("length_unit").unwrap().str().unwrap().clone();
+    assert!((0..units.len()).all(|i| units.get(i) == Some("bytes")));
+    let ids = eval
+        .column("in_distribution")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (0..ids.len())
+            .map(|i| ids.get(i).unwrap())
+            .collect::<Vec<_>>(),
+        [true, true, false, true, true, false]
+    );
+
+    let summary = std::fs::read_to_string(tmp.path().join("reports/lm/summary.md")).unwrap();
+    assert!(
+        summary.contains("### Perplexity beyond the training context"),
+        "{summary}"
+    );
+    assert!(!summary.contains("Exact match"), "{summary}");
+    let svg =
+        std::fs::read_to_string(tmp.path().join("reports/lm/accuracy_vs_length.svg")).unwrap();
+    assert!(svg.contains("perplexity") && svg.contains("length (bytes)"));
+}
+
+#[test]
+fn text_too_small_for_an_eval_context_names_path_and_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("corpus.txt"), "x".repeat(300)).unwrap();
+    std::fs::write(
+        tmp.path().join("lm.yaml"),
+        TEXT.replace("[8, 16, 32]", "[8, 16, 64]"),
+    )
+    .unwrap();
+    let out = posembed(tmp.path(), &["run", "lm.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lm.yaml:9:")
+            && stderr.contains("length 64")
+            && stderr.contains("`corpus.txt` is 30 of its 300 bytes")
+            && stderr.contains("valid: lengths <= 29"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("results").exists());
+}
+
+#[test]
+fn every_shipped_experiment_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = posembed(&dir, &["plan", path.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} experiment files found");
 }

@@ -142,3 +142,30 @@ fn position_losses_are_logged_as_their_own_curves() {
         assert!(record.curves.iter().any(|c| c.metric == "train_loss"));
     }
 }
+
+#[test]
+fn tiny_language_model_learns_the_shipped_text() {
+    let text = "
+name: lm
+seeds: [0]
+defaults:
+  model: {d_model: 32, ff: 128, layers: 2, heads: 4}
+  positional: {scheme: alibi}
+  task: {name: text, train_context: 32}
+  train: {steps: 150, batch_size: 16, lr: 3.0e-3, warmup: 20, log_every: 50}
+  eval: {lengths: [32, 64], samples: 16}
+";
+    let record = tiny_run(text);
+    assert_eq!(record.status, Status::Ok, "{:?}", record.error);
+    assert!(record.language_model);
+    for e in &record.eval {
+        // Uniform over 260 tokens is 5.56 nats; English bytes drop fast below 3.
+        assert!(e.loss < 3.0, "length {}: loss {}", e.length, e.loss);
+        let last = e.last_quarter_loss.unwrap();
+        assert!(
+            last.is_finite() && last < 3.5,
+            "length {}: {last}",
+            e.length
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! Charts drawn with plotters, text from the DejaVu Sans file shipped in this
 //! directory so that PNGs are identical on every machine.
 
-use super::{ReportData, RunRow};
+use super::{Metric, ReportData, RunRow};
 use crate::record::write_atomic;
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -74,8 +76,8 @@ fn save_chart(
     Ok(vec![svg_path, png_path])
 }
 
-/// Mean and sample std of exact match per evaluated length over the ok runs given.
-fn curve(data: &ReportData, runs: &[&RunRow]) -> Vec<(f64, f64, f64)> {
+/// Mean and sample std of `metric` per evaluated length over the ok runs given.
+fn curve(data: &ReportData, runs: &[&RunRow], metric: Metric) -> Vec<(f64, f64, f64)> {
     let mut lengths: Vec<u64> = data
         .eval
         .iter()
@@ -91,7 +93,7 @@ fn curve(data: &ReportData, runs: &[&RunRow]) -> Vec<(f64, f64, f64)> {
                 .eval
                 .iter()
                 .filter(|e| e.length == len && runs.iter().any(|r| r.ok && r.run_id == e.run_id))
-                .map(|e| e.exact_match)
+                .map(|e| metric.of(e))
                 .collect();
             let cell = super::Cell::from_values(&values, values.len());
             (
@@ -103,8 +105,9 @@ fn curve(data: &ReportData, runs: &[&RunRow]) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-/// Exact match versus length: one panel per task, one line per scheme with a
-/// ± std band, the training range shaded.
+/// Exact match (perplexity on a log axis for language modelling) versus
+/// length: one panel per task, one line per scheme with a ± std band, the
+/// training range shaded.
 pub fn accuracy_vs_length(data: &ReportData, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let tasks = data.tasks();
     let (rows, cols) = panel_grid(tasks.len());
@@ -125,6 +128,9 @@ impl Chart for AccuracyChart<'_> {
         draw_accuracy(root, self.0)
     }
 }
+
+/// One scheme's line in a panel: its palette index and (length, mean, std) points.
+type Line = (usize, Vec<(f64, f64, f64)>);
 
 fn draw_accuracy<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -149,76 +155,124 @@ fn draw_accuracy<DB: DrawingBackend>(
             .collect();
         let lo = lengths.iter().cloned().fold(f64::INFINITY, f64::min) - 1.0;
         let hi = lengths.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 1.0;
-        let mut chart = ChartBuilder::on(panel)
+        let lines: Vec<Line> = schemes
+            .iter()
+            .enumerate()
+            .map(|(i, scheme)| {
+                let runs: Vec<&RunRow> = task_runs
+                    .iter()
+                    .copied()
+                    .filter(|r| &r.scheme == scheme)
+                    .collect();
+                (i, curve(data, &runs, first.metric))
+            })
+            .filter(|(_, points)| !points.is_empty())
+            .collect();
+        let mut builder = ChartBuilder::on(panel);
+        builder
             .caption(task, (FAMILY, 22))
             .margin(12)
             .x_label_area_size(42)
-            .y_label_area_size(52)
-            .build_cartesian_2d(lo..hi, 0f64..1.05)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(format!("length ({})", first.length_unit))
-            .y_desc("exact match")
-            .label_style((FAMILY, 15))
-            .axis_desc_style((FAMILY, 16))
-            .x_label_formatter(&|x| number(*x))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(230, 230, 230))
-            .draw()
-            .map_err(plot_err)?;
-        let shade = RGBColor(200, 200, 200).mix(0.35);
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [
-                    (first.train_min as f64, 0.0),
-                    (first.train_max as f64, 1.05),
-                ],
-                shade.filled(),
-            )))
-            .map_err(plot_err)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                "train",
-                (first.train_min as f64 + 0.2, 1.03),
-                (FAMILY, 14).into_font().color(&RGBColor(90, 90, 90)),
-            )))
-            .map_err(plot_err)?;
-        for (i, scheme) in schemes.iter().enumerate() {
-            let runs: Vec<&RunRow> = task_runs
-                .iter()
-                .copied()
-                .filter(|r| &r.scheme == scheme)
-                .collect();
-            let points = curve(data, &runs);
-            if points.is_empty() {
-                continue;
+            .y_label_area_size(52);
+        match first.metric {
+            Metric::ExactMatch => {
+                let chart = builder
+                    .build_cartesian_2d(lo..hi, 0f64..1.05)
+                    .map_err(plot_err)?;
+                draw_panel(chart, first, &lines, (0.0, 1.0), 1.03)?;
             }
-            let c = colour(i);
-            let mut band: Vec<(f64, f64)> = points
-                .iter()
-                .map(|&(x, m, s)| (x, (m + s).min(1.0)))
-                .collect();
-            band.extend(points.iter().rev().map(|&(x, m, s)| (x, (m - s).max(0.0))));
-            chart
-                .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
-                .map_err(plot_err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|&(x, m, _)| (x, m)),
-                    c.stroke_width(2),
-                ))
-                .map_err(plot_err)?;
-            chart
-                .draw_series(
-                    points
-                        .iter()
-                        .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
-                )
-                .map_err(plot_err)?;
+            Metric::Perplexity => {
+                let means = lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, m, _)| m));
+                let tops = lines
+                    .iter()
+                    .flat_map(|(_, p)| p.iter().map(|&(_, m, s)| m + s));
+                let bottom = means.fold(f64::INFINITY, f64::min).max(1.0) / 1.1;
+                let top = tops.fold(bottom * 1.5, f64::max) * 1.1;
+                let y = (bottom..top)
+                    .log_scale()
+                    .with_key_points(log_ticks(bottom, top));
+                let chart = builder.build_cartesian_2d(lo..hi, y).map_err(plot_err)?;
+                let label_y = bottom * (top / bottom).powf(0.96);
+                draw_panel(chart, first, &lines, (bottom, top), label_y)?;
+            }
         }
     }
     draw_legend(&legend, &rows)
+}
+
+/// Axes, the shaded training range and one line per scheme; bands are
+/// clipped to `limits`, the "train" label drawn at height `label_y`.
+fn draw_panel<DB: DrawingBackend, Y>(
+    mut chart: ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
+    task: &RunRow,
+    lines: &[Line],
+    limits: (f64, f64),
+    label_y: f64,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let y_range = chart.y_range();
+    chart
+        .configure_mesh()
+        .x_desc(format!("length ({})", task.length_unit))
+        .y_desc(task.metric.label())
+        .label_style((FAMILY, 15))
+        .axis_desc_style((FAMILY, 16))
+        .x_label_formatter(&|x| number(*x))
+        .y_label_formatter(&|y| number_2(*y))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(230, 230, 230))
+        .draw()
+        .map_err(plot_err)?;
+    let shade = RGBColor(200, 200, 200).mix(0.35);
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [
+                (task.train_min as f64, y_range.start),
+                (task.train_max as f64, y_range.end),
+            ],
+            shade.filled(),
+        )))
+        .map_err(plot_err)?;
+    chart
+        .draw_series(std::iter::once(Text::new(
+            "train",
+            (task.train_min as f64 + 0.2, label_y),
+            (FAMILY, 14).into_font().color(&RGBColor(90, 90, 90)),
+        )))
+        .map_err(plot_err)?;
+    let (floor, ceiling) = limits;
+    for (i, points) in lines {
+        let c = colour(*i);
+        let mut band: Vec<(f64, f64)> = points
+            .iter()
+            .map(|&(x, m, s)| (x, (m + s).min(ceiling)))
+            .collect();
+        band.extend(
+            points
+                .iter()
+                .rev()
+                .map(|&(x, m, s)| (x, (m - s).max(floor))),
+        );
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|&(x, m, _)| (x, m)),
+                c.stroke_width(2),
+            ))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
+            )
+            .map_err(plot_err)?;
+    }
+    Ok(())
 }
 
 /// (rows, columns) of panels: at most three per row, so many tasks stay legible.
@@ -233,6 +287,49 @@ fn number(x: f64) -> String {
         format!("{x:.0}")
     } else {
         format!("{x:.1}")
+    }
+}
+
+/// Tick values for a log axis over [bottom, top]: 1-2-5 steps per decade,
+/// refined to 1-1.5-2-3-4-5-6-8 when the range is too narrow for four
+/// ticks, and evenly spaced round numbers when even that gives fewer than three.
+fn log_ticks(bottom: f64, top: f64) -> Vec<f64> {
+    let decades = bottom.log10().floor() as i32..=top.log10().ceil() as i32;
+    let within = |steps: &[f64]| -> Vec<f64> {
+        decades
+            .clone()
+            .flat_map(|d| steps.iter().map(move |s| s * 10f64.powi(d)))
+            .filter(|v| (bottom..=top).contains(v))
+            .collect()
+    };
+    let coarse = within(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 4 {
+        return coarse;
+    }
+    let fine = within(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0]);
+    if fine.len() >= 3 {
+        return fine;
+    }
+    // Narrow enough to be nearly linear: a 1-2-5 step giving about five ticks.
+    let rough = (top - bottom) / 5.0;
+    let magnitude = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= rough)
+        .unwrap_or(10.0 * magnitude);
+    let first = (bottom / step).ceil() as i64;
+    let last = (top / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// Metric axis numbers: two decimals below 10 (accuracies, small
+/// perplexities), integers above.
+fn number_2(y: f64) -> String {
+    if y.abs() >= 10.0 {
+        format!("{y:.0}")
+    } else {
+        format!("{y:.2}")
     }
 }
 
@@ -279,4 +376,19 @@ fn draw_legend<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_cover_narrow_and_wide_ranges() {
+        assert_eq!(log_ticks(9.0, 21.0), [10.0, 15.0, 20.0]);
+        assert_eq!(log_ticks(10.8, 17.8), [12.0, 14.0, 16.0]);
+        assert_eq!(
+            log_ticks(2.5, 1200.0),
+            [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+        );
+    }
 }

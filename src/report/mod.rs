@@ -24,6 +24,7 @@ pub struct RunRow {
     pub train_min: u64,
     pub train_max: u64,
     pub length_unit: String,
+    pub metric: Metric,
 }
 
 /// One (run, length) evaluation.
@@ -32,6 +33,36 @@ pub struct EvalRow {
     pub run_id: String,
     pub length: u64,
     pub exact_match: f64,
+    pub perplexity: f64,
+}
+
+/// The headline metric of a task: exact match, or perplexity for language modelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    ExactMatch,
+    Perplexity,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 2] = [Metric::ExactMatch, Metric::Perplexity];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::ExactMatch => "exact match",
+            Metric::Perplexity => "perplexity",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        self == Metric::ExactMatch
+    }
+
+    pub fn of(self, e: &EvalRow) -> f64 {
+        match self {
+            Metric::ExactMatch => e.exact_match,
+            Metric::Perplexity => e.perplexity,
+        }
+    }
 }
 
 /// The typed view of the frames used by tables and charts.
@@ -59,6 +90,15 @@ fn u64s(df: &DataFrame, name: &str) -> anyhow::Result<Vec<u64>> {
     Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or(0)).collect())
 }
 
+/// A boolean column; all false when absent (frames written before it existed).
+fn bools_or_false(df: &DataFrame, name: &str) -> anyhow::Result<Vec<bool>> {
+    let Ok(col) = df.column(name) else {
+        return Ok(vec![false; df.height()]);
+    };
+    let ca = col.bool()?;
+    Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or(false)).collect())
+}
+
 fn f64s(df: &DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
     let col = df
         .column(name)
@@ -79,6 +119,7 @@ impl ReportData {
         );
         let (status, units) = (strings(r, "status")?, strings(r, "length_unit")?);
         let (mins, maxs) = (u64s(r, "train_min")?, u64s(r, "train_max")?);
+        let language_model = bools_or_false(r, "language_model")?;
         let labels = row_labels(r, &schemes)?;
         let runs = (0..r.height())
             .map(|i| RunRow {
@@ -89,19 +130,26 @@ impl ReportData {
                 train_min: mins[i],
                 train_max: maxs[i],
                 length_unit: units[i].clone(),
+                metric: if language_model[i] {
+                    Metric::Perplexity
+                } else {
+                    Metric::ExactMatch
+                },
             })
             .collect();
         let e = &frames.eval;
-        let (eids, lengths, em) = (
+        let (eids, lengths, em, loss) = (
             strings(e, "run_id")?,
             u64s(e, "length")?,
             f64s(e, "exact_match")?,
+            f64s(e, "loss")?,
         );
         let eval = (0..e.height())
             .map(|i| EvalRow {
                 run_id: eids[i].clone(),
                 length: lengths[i],
                 exact_match: em[i],
+                perplexity: loss[i].exp(),
             })
             .collect();
         Ok(ReportData { runs, eval })
@@ -126,7 +174,14 @@ impl ReportData {
         self.distinct(|r| &r.task)
     }
 
-    /// Mean exact match of each ok run over the lengths `select` accepts.
+    /// The tasks whose headline metric is `metric`.
+    fn tasks_with(&self, metric: Metric) -> Vec<String> {
+        let mut tasks = self.tasks();
+        tasks.retain(|t| self.runs.iter().any(|r| &r.task == t && r.metric == metric));
+        tasks
+    }
+
+    /// Mean headline metric of each ok run over the lengths `select` accepts.
     fn per_run(&self, select: impl Fn(&RunRow, u64) -> bool) -> BTreeMap<&str, f64> {
         let by_id: BTreeMap<&str, &RunRow> =
             self.runs.iter().map(|r| (r.run_id.as_str(), r)).collect();
@@ -135,7 +190,7 @@ impl ReportData {
             if let Some(run) = by_id.get(e.run_id.as_str()) {
                 if run.ok && select(run, e.length) {
                     let s = sums.entry(run.run_id.as_str()).or_default();
-                    s.0 += e.exact_match;
+                    s.0 += run.metric.of(e);
                     s.1 += 1;
                 }
             }
@@ -145,11 +200,17 @@ impl ReportData {
             .collect()
     }
 
-    /// Scheme × task table of exact match over the lengths `select` accepts.
-    pub fn table(&self, title: &str, select: impl Fn(&RunRow, u64) -> bool) -> Table {
+    /// Scheme × task table of `metric` over the lengths `select` accepts,
+    /// for the tasks whose headline metric it is.
+    pub fn table(
+        &self,
+        title: &str,
+        metric: Metric,
+        select: impl Fn(&RunRow, u64) -> bool,
+    ) -> Table {
         let per_run = self.per_run(select);
         let schemes = self.schemes();
-        let tasks = self.tasks();
+        let tasks = self.tasks_with(metric);
         let rows = schemes
             .iter()
             .map(|scheme| {
@@ -170,6 +231,8 @@ impl ReportData {
                     .collect();
                 (scheme.clone(), cells)
             })
+            // A scheme with no run on these tasks has no row.
+            .filter(|(_, cells): &(String, Vec<Cell>)| cells.iter().any(|c| c.planned > 0))
             .collect();
         let mut table = Table {
             title: title.to_string(),
@@ -178,18 +241,23 @@ impl ReportData {
             rows,
             notes: Vec::new(),
         };
-        table.mark_best();
+        table.mark_best(metric.higher_is_better());
         table
     }
 }
 
-/// Labels each run by its scheme plus the parameters (dotted columns, task
-/// options excluded) that differ between runs of that scheme.
+/// Labels each run by its scheme plus the parameters (dotted columns; task
+/// options and evaluation settings excluded, as they vary with the task) that
+/// differ between runs of that scheme.
 fn row_labels(runs: &DataFrame, schemes: &[String]) -> anyhow::Result<Vec<String>> {
     let mut params: Vec<(String, Vec<String>)> = Vec::new();
     for name in runs.get_column_names() {
         let name = name.to_string();
-        if name.contains('.') && name != "positional.scheme" && !name.starts_with("task.") {
+        if name.contains('.')
+            && name != "positional.scheme"
+            && !name.starts_with("task.")
+            && !name.starts_with("eval.")
+        {
             let values = strings(runs, &name)?;
             params.push((name, values));
         }
@@ -230,16 +298,26 @@ fn row_labels(runs: &DataFrame, schemes: &[String]) -> anyhow::Result<Vec<String
 /// Renders every table and chart of `frames` into `out_dir`; returns the files written.
 pub fn render(frames: &Frames, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let data = ReportData::from_frames(frames)?;
-    let tables = [
-        data.table(
-            "Exact match beyond the training lengths (out of distribution)",
-            |r, len| len > r.train_max,
-        ),
-        data.table(
-            "Exact match within the training lengths (in distribution)",
-            |r, len| (r.train_min..=r.train_max).contains(&len),
-        ),
-    ];
+    let mut tables = Vec::new();
+    for metric in Metric::ALL {
+        if !data.runs.iter().any(|r| r.metric == metric) {
+            continue;
+        }
+        let (ood, id) = match metric {
+            Metric::ExactMatch => (
+                "Exact match beyond the training lengths (out of distribution)",
+                "Exact match within the training lengths (in distribution)",
+            ),
+            Metric::Perplexity => (
+                "Perplexity beyond the training context (out of distribution)",
+                "Perplexity within the training context (in distribution)",
+            ),
+        };
+        tables.push(data.table(ood, metric, |r, len| len > r.train_max));
+        tables.push(data.table(id, metric, |r, len| {
+            (r.train_min..=r.train_max).contains(&len)
+        }));
+    }
     let mut written = Vec::new();
     for format in [&Markdown as &dyn TableFormat, &Latex] {
         let text: Vec<String> = tables.iter().map(|t| format.render(t)).collect();
@@ -258,9 +336,9 @@ pub fn render(frames: &Frames, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn index_text(files: &[PathBuf], out_dir: &Path) -> String {
     let describe = |name: &str| {
         match name {
-        "summary.md" => "Tables: exact match out of and within the training lengths, mean ± std over seeds (n), best per column in bold.",
+        "summary.md" => "Tables: exact match (perplexity for language modelling) out of and within the training lengths, mean ± std over seeds (n), best per column in bold.",
         "summary.tex" => "The same tables in LaTeX (booktabs).",
-        n if n.starts_with("accuracy_vs_length") => "Exact match versus evaluation length, one line per scheme (band: ± std over seeds), one panel per task; shaded: training lengths.",
+        n if n.starts_with("accuracy_vs_length") => "Exact match (perplexity, log scale, for language modelling) versus evaluation length, one line per scheme (band: ± std over seeds), one panel per task; shaded: training lengths.",
         _ => "",
     }
     };

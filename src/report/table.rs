@@ -41,15 +41,16 @@ pub struct Table {
 }
 
 impl Table {
-    /// Bolds the highest mean of each column, every tie at the printed precision included.
-    pub fn mark_best(&mut self) {
+    /// Bolds the best mean of each column (highest or lowest), every tie at
+    /// the printed precision included.
+    pub fn mark_best(&mut self, higher_is_better: bool) {
         for c in 0..self.columns.len() {
             let best = self
                 .rows
                 .iter()
                 .filter_map(|(_, cells)| cells[c].mean.map(round2))
                 .fold(None, |acc: Option<f64>, v| {
-                    Some(acc.map_or(v, |a| a.max(v)))
+                    Some(acc.map_or(v, |a| if higher_is_better { a.max(v) } else { a.min(v) }))
                 });
             for (_, cells) in &mut self.rows {
                 cells[c].best = best.is_some() && cells[c].mean.map(round2) == best;
@@ -237,10 +238,14 @@ mod tests {
             ],
             notes: vec![],
         };
-        t.mark_best();
+        t.mark_best(true);
         let bold: Vec<bool> = t.rows.iter().map(|(_, c)| c[0].best).collect();
         assert_eq!(bold, vec![true, true, false]);
         assert!(Markdown.render(&t).contains("**0.90**"));
+        // Perplexity: the lowest is best.
+        t.mark_best(false);
+        let bold: Vec<bool> = t.rows.iter().map(|(_, c)| c[0].best).collect();
+        assert_eq!(bold, vec![false, false, true]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod odds_first;
 mod parity;
 mod reverse;
 mod sort;
+mod text;
 
 use crate::options::{self, FieldError};
 use rand::Rng;
@@ -70,6 +71,11 @@ pub trait Task: Send + Sync {
     fn vocab_size(&self) -> usize;
     /// Inclusive range of training lengths.
     fn train_lengths(&self) -> (usize, usize);
+    /// Inclusive range of evaluation lengths that are in distribution: by
+    /// default the training lengths. Reports shade it and split tables by it.
+    fn seen_lengths(&self) -> (usize, usize) {
+        self.train_lengths()
+    }
     /// What a length counts (symbols, digits, pairs, bytes).
     fn length_unit(&self) -> &'static str;
     fn example(&self, length: usize, rng: &mut ChaCha8Rng) -> Example;
@@ -84,6 +90,24 @@ pub trait Task: Send + Sync {
     /// Why [`Task::max_length`] is what it is, e.g. `keys = 16`, for error messages.
     fn max_length_reason(&self) -> Option<String> {
         None
+    }
+    /// The examples scored at evaluation length `length`: by default
+    /// `samples` fresh draws. `longest` is the longest evaluation length, for
+    /// tasks that score the same data at every length (`text`).
+    fn eval_examples(
+        &self,
+        length: usize,
+        samples: usize,
+        _longest: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Example> {
+        (0..samples).map(|_| self.example(length, rng)).collect()
+    }
+    /// Language modelling (every position scored): evaluation adds bits per
+    /// token and last-quarter loss, and reports show perplexity rather than
+    /// exact match.
+    fn language_model(&self) -> bool {
+        false
     }
     /// Readable input and answer of `example`, for `posembed tasks --example`.
     /// The default prints the task symbol ids separated by spaces.
@@ -254,6 +278,7 @@ registry!(
     addition::Addition,
     parity::Parity,
     associative_recall::AssociativeRecall,
+    text::Text,
 );
 
 /// Parses a `task:` map (`name` plus that task's options) and builds the task.
@@ -481,7 +506,7 @@ mod tests {
         assert!(err.contains("unknown task `srot`"), "{err}");
         assert!(
             err.contains(
-                "copy, reverse, duplicate, sort, odds_first, addition, parity, associative_recall"
+                "copy, reverse, duplicate, sort, odds_first, addition, parity, associative_recall, text"
             ),
             "{err}"
         );
@@ -489,10 +514,15 @@ mod tests {
     }
 
     #[test]
-    fn only_associative_recall_is_bounded() {
+    fn only_recall_and_text_are_bounded() {
         for name in names() {
             let (_, task) = parse(&yaml(&format!("{{name: {name}}}"))).unwrap();
-            let expect = (name == "associative_recall").then_some(16);
+            let expect = match name {
+                "associative_recall" => Some(16),
+                // A tenth of Tiny Shakespeare's 1115394 bytes, less the last target.
+                "text" => Some(111_538),
+                _ => None,
+            };
             assert_eq!(task.max_length(), expect, "{name}");
             let (min, max) = task.train_lengths();
             assert!(min >= 1 && min <= max && max <= task.max_length().unwrap_or(usize::MAX));
