@@ -204,3 +204,84 @@ pub fn table(results: &[BenchResult]) -> String {
     }
     out
 }
+
+/// One sweep of identical runs (seeds differ) through the runner.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepBench {
+    pub jobs: usize,
+    pub runs: usize,
+    pub wall_s: f64,
+    /// Training tokens of all runs over the sweep's wall time.
+    pub train_tokens_per_s: f64,
+    /// Wall time not spent inside runs (planning, records, frames, report)
+    /// per run: (wall − Σ run wall time / jobs) / runs.
+    pub overhead_ms_per_run: f64,
+}
+
+/// Times `posembed run` on `runs` identical small runs (d_model 32, 2 layers,
+/// `copy`, `steps` steps) once per entry of `jobs`, in a scratch directory.
+pub fn sweep_throughput(
+    runs: usize,
+    steps: usize,
+    jobs: &[usize],
+) -> anyhow::Result<Vec<SweepBench>> {
+    let seeds: Vec<String> = (0..runs).map(|s| s.to_string()).collect();
+    let yaml = format!(
+        "name: bench_sweep\nseeds: [{}]\ndefaults:\n  model: {{d_model: 32, ff: 128, layers: 2, heads: 4}}\n  positional: {{scheme: rope}}\n  task: {{name: copy, symbols: 8, train_lengths: [1, 16]}}\n  train: {{steps: {steps}, batch_size: 32, warmup: 20, log_every: 50}}\n  eval: {{lengths: [8, 16, 32], samples: 64}}\n",
+        seeds.join(", ")
+    );
+    let scratch = std::env::temp_dir().join(format!("posembed-bench-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let file = scratch.join("bench_sweep.yaml");
+    std::fs::write(&file, yaml)?;
+    let mut out = Vec::new();
+    for &j in jobs {
+        let opts = crate::runner::RunOptions {
+            jobs: j,
+            force: true,
+            results_root: scratch.join("results"),
+            reports_root: scratch.join("reports"),
+            ..Default::default()
+        };
+        let clock = Instant::now();
+        let summary = crate::runner::run_sweep(&file, &opts)?;
+        let wall_s = clock.elapsed().as_secs_f64();
+        let mut tokens = 0usize;
+        let mut run_wall = 0.0;
+        for id in crate::record::stored_ids(&summary.results_dir)? {
+            let record = crate::record::load(&summary.results_dir, &id)?.expect("listed");
+            tokens += record.train_tokens;
+            run_wall += record.wall_time_s;
+        }
+        out.push(SweepBench {
+            jobs: j,
+            runs,
+            wall_s,
+            train_tokens_per_s: tokens as f64 / wall_s,
+            overhead_ms_per_run: (wall_s - run_wall / j as f64).max(0.0) * 1e3 / runs as f64,
+        });
+    }
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(out)
+}
+
+/// The sweep table, with each row's throughput relative to the first.
+pub fn sweep_table(results: &[SweepBench]) -> String {
+    let mut out = format!(
+        "{:>5} {:>5} {:>9} {:>16} {:>10} {:>18}\n",
+        "jobs", "runs", "wall s", "train tok/s", "vs first", "overhead ms/run"
+    );
+    let first = results.first().map_or(1.0, |r| r.train_tokens_per_s);
+    for r in results {
+        out.push_str(&format!(
+            "{:>5} {:>5} {:>9.2} {:>16.0} {:>10.2} {:>18.1}\n",
+            r.jobs,
+            r.runs,
+            r.wall_s,
+            r.train_tokens_per_s,
+            r.train_tokens_per_s / first,
+            r.overhead_ms_per_run
+        ));
+    }
+    out
+}

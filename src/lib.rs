@@ -17,5 +17,6 @@ pub mod results;
 pub mod run;
 pub mod runner;
 pub mod seeds;
+pub mod slurm;
 pub mod tasks;
 pub mod train;

@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 use posembed::bench::{self, ReferenceModel};
 use posembed::config::{self, ConfigError};
 use posembed::model::Activation;
-use posembed::runner::{self, RunOptions};
+use posembed::runner::{self, RunOptions, Shard, Stop};
+use posembed::slurm::SlurmPlan;
 use posembed::{plan, positional, report, results, tasks};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -14,6 +15,8 @@ enum ActivationArg {
 }
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +42,16 @@ enum Command {
         /// Retrain runs that are already complete.
         #[arg(long)]
         force: bool,
+        /// Retrain runs recorded as failed or diverged.
+        #[arg(long)]
+        rerun_failed: bool,
+        /// Launch no new runs after the first failed or diverged one.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Train only shard i of n (1-based) into results/<name>/shards/i-of-n/;
+        /// combine the shards with `posembed merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<Shard>,
         /// Where results/<name>/ goes.
         #[arg(long, default_value = "results")]
         results_dir: PathBuf,
@@ -46,6 +59,42 @@ enum Command {
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
         /// Refuse files that expand to more runs than this.
+        #[arg(long, default_value_t = config::DEFAULT_MAX_RUNS)]
+        max_runs: usize,
+    },
+    /// Merge run records of several results directories (e.g. shards) into one
+    /// experiment directory, then write its frames and report.
+    Merge {
+        /// Results directories, e.g. results/NAME/shards/*.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The merged directory (default: results/<experiment>).
+        #[arg(long)]
+        into: Option<PathBuf>,
+        #[arg(long, default_value = "results")]
+        results_dir: PathBuf,
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+    },
+    /// Write sbatch scripts that run the experiment as a SLURM job array (one
+    /// shard per task) plus a dependent merge-and-report job.
+    Slurm {
+        file: PathBuf,
+        /// Array tasks, i.e. shards (default: one per run).
+        #[arg(long)]
+        array_size: Option<usize>,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit per array task, in a format sbatch accepts (e.g. 02:00:00).
+        #[arg(long)]
+        time: Option<String>,
+        /// CPUs per array task; runs of a shard train this many at once.
+        #[arg(long, default_value_t = 1)]
+        cpus_per_task: usize,
+        #[arg(long, default_value = "results")]
+        results_dir: PathBuf,
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
         #[arg(long, default_value_t = config::DEFAULT_MAX_RUNS)]
         max_runs: usize,
     },
@@ -85,6 +134,19 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// Instead of model steps, time whole sweeps through the runner:
+        /// `--runs` identical small runs once per `--jobs` value.
+        #[arg(long)]
+        sweep: bool,
+        /// With --sweep: runs per sweep.
+        #[arg(long, default_value_t = 4)]
+        runs: usize,
+        /// With --sweep: training steps per run.
+        #[arg(long, default_value_t = 300)]
+        run_steps: usize,
+        /// With --sweep: the job counts to time, e.g. 1,2.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        jobs: Vec<usize>,
     },
     /// List the tasks, or print one example of a task.
     Tasks {
@@ -116,35 +178,132 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             file,
             jobs,
             force,
+            rerun_failed,
+            fail_fast,
+            shard,
             results_dir,
             reports_dir,
             max_runs,
         } => {
             let defaults = RunOptions::default();
+            let stop = Stop::default();
+            let interrupted = install_interrupt_handler(stop.clone())?;
             let opts = RunOptions {
                 jobs: jobs.unwrap_or(defaults.jobs),
                 force,
+                rerun_failed,
+                fail_fast,
+                shard,
                 results_root: results_dir,
                 reports_root: reports_dir,
                 max_runs,
+                stop,
             };
             let summary = runner::run_sweep(&file, &opts)?;
+            let report = summary
+                .reports_dir
+                .as_ref()
+                .map_or("merge shards to report".to_string(), |d| {
+                    format!("report in {}", d.display())
+                });
             println!(
-                "{} runs planned, {} trained, {} skipped; results in {}, report in {}",
+                "{} runs planned, {} trained, {} skipped; results in {}, {report} ({:.0} ms outside training)",
                 summary.planned,
                 summary.trained,
                 summary.skipped,
                 summary.results_dir.display(),
+                summary.overhead_ms,
+            );
+            print_unsuccessful(&summary.unsuccessful);
+            if interrupted.load(Ordering::SeqCst) {
+                println!(
+                    "interrupted: {} of {} runs have no record; run the same command again to resume",
+                    summary.incomplete, summary.planned
+                );
+                return Ok(ExitCode::from(130));
+            }
+            if summary.stopped {
+                println!(
+                    "--fail-fast: stopped with {} of {} runs not started; rerun to continue",
+                    summary.incomplete, summary.planned
+                );
+            }
+            Ok(
+                if summary.unsuccessful.is_empty() && summary.incomplete == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
+        }
+        Command::Merge {
+            dirs,
+            into,
+            results_dir,
+            reports_dir,
+        } => {
+            let summary = runner::merge(&dirs, into.as_deref(), &results_dir, &reports_dir)?;
+            println!(
+                "{} runs merged into {} ({} found in more than one directory), report in {}",
+                summary.runs,
+                summary.results_dir.display(),
+                summary.duplicates,
                 summary.reports_dir.display()
             );
-            if summary.unsuccessful.is_empty() {
-                return Ok(ExitCode::SUCCESS);
+            print_unsuccessful(&summary.unsuccessful);
+            Ok(if summary.unsuccessful.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Slurm {
+            file,
+            array_size,
+            partition,
+            time,
+            cpus_per_task,
+            results_dir,
+            reports_dir,
+            max_runs,
+        } => {
+            let spec = config::load(&file, max_runs)?;
+            let runs = plan::expand(&spec).len();
+            let array_size = array_size.unwrap_or(runs);
+            if array_size == 0 || array_size > runs || cpus_per_task == 0 {
+                anyhow::bail!(
+                    "--array-size {array_size} with {runs} runs and --cpus-per-task {cpus_per_task}; valid: 1 to {runs} array tasks, at least 1 CPU"
+                );
             }
-            println!("\n{} runs did not finish ok:", summary.unsuccessful.len());
-            for (id, status, error) in &summary.unsuccessful {
-                println!("  {id}  {:<8}  {error}", status.as_str());
+            let cwd = std::env::current_dir()?;
+            let absolute = |p: &std::path::Path| cwd.join(p);
+            let plan = SlurmPlan {
+                experiment: spec.name.clone(),
+                posembed: std::env::current_exe()?,
+                file: absolute(&file),
+                workdir: cwd.clone(),
+                results_root: absolute(&results_dir),
+                reports_root: absolute(&reports_dir),
+                array_size,
+                cpus_per_task,
+                partition,
+                time,
+            };
+            let dir = plan.dir();
+            for script in plan.scripts() {
+                let path = dir.join(script.name);
+                posembed::record::write_atomic(&path, script.text.as_bytes())?;
+                if script.name.ends_with(".sh") {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+                }
             }
-            Ok(ExitCode::FAILURE)
+            println!(
+                "{runs} runs in {array_size} array tasks; scripts in {}\nsubmit with: bash {}",
+                dir.display(),
+                dir.join("submit.sh").display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plan { file, max_runs } => {
             let spec = config::load(&file, max_runs)?;
@@ -181,7 +340,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             repeat,
             activation,
             json,
+            sweep,
+            runs,
+            run_steps,
+            jobs,
         } => {
+            if sweep {
+                let results = bench::sweep_throughput(runs, run_steps, &jobs)?;
+                if json {
+                    for r in &results {
+                        println!("{}", serde_json::to_string(r)?);
+                    }
+                } else {
+                    print!("{}", bench::sweep_table(&results));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let names: Vec<String> = if scheme.is_empty() {
                 positional::SCHEMES
                     .iter()
@@ -239,4 +413,36 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+fn print_unsuccessful(unsuccessful: &[(String, posembed::record::Status, String)]) {
+    if unsuccessful.is_empty() {
+        return;
+    }
+    println!("\n{} runs did not finish ok:", unsuccessful.len());
+    for (id, status, error) in unsuccessful {
+        println!("  {id}  {:<8}  {error}", status.as_str());
+    }
+}
+
+/// SIGINT/SIGTERM: the first stops launching runs, the second abandons the
+/// running ones, the third exits at once. Returns whether one arrived.
+fn install_interrupt_handler(stop: Stop) -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let seen = interrupted.clone();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            seen.store(true, Ordering::SeqCst);
+            match stop.escalate() {
+                1 => eprintln!(
+                    "\ninterrupted: no new runs will start; running runs finish (interrupt again to abandon them)"
+                ),
+                2 => eprintln!("\ninterrupted again: abandoning running runs"),
+                _ => std::process::exit(130),
+            }
+        }
+    });
+    Ok(interrupted)
 }

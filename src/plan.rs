@@ -13,6 +13,8 @@ pub struct RunSpec {
     pub run_id: String,
     pub group_id: String,
     pub seed: u64,
+    /// Position in the plan, which orders frames and assigns shards.
+    pub plan_index: usize,
     pub config: RunConfig,
 }
 
@@ -27,9 +29,12 @@ pub fn expand(spec: &ExperimentSpec) -> Vec<RunSpec> {
                 run_id: hash_id(&canonical(config, Some(seed))),
                 group_id: group_id.clone(),
                 seed,
+                plan_index: 0,
                 config: config.clone(),
             })
         })
+        .enumerate()
+        .map(|(plan_index, run)| RunSpec { plan_index, ..run })
         .collect()
 }
 

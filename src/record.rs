@@ -6,6 +6,7 @@ use crate::eval::EvalByLength;
 use crate::train::CurvePoint;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub const RECORD_FILE: &str = "record.json";
@@ -35,6 +36,12 @@ pub struct Provenance {
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub host: Option<String>,
+    /// `rustc --version` of the compiler that built posembed.
+    #[serde(default)]
+    pub rustc_version: Option<String>,
+    /// The first `model name` of /proc/cpuinfo.
+    #[serde(default)]
+    pub cpu_model: Option<String>,
     pub threads: usize,
 }
 
@@ -58,11 +65,22 @@ impl Provenance {
             .ok()
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty());
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, name)| name.trim().to_string())
+            });
         Provenance {
             posembed_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit,
             git_dirty,
             host,
+            rustc_version: Some(env!("POSEMBED_RUSTC_VERSION").to_string())
+                .filter(|v| !v.is_empty()),
+            cpu_model,
             threads,
         }
     }
@@ -74,6 +92,9 @@ pub struct RunRecord {
     pub group_id: String,
     pub experiment: String,
     pub seed: u64,
+    /// Position in the plan that produced it; orders merged shards.
+    #[serde(default)]
+    pub plan_index: usize,
     /// The canonical resolved configuration.
     pub config: serde_json::Value,
     pub status: Status,
@@ -123,6 +144,24 @@ pub fn save(experiment_dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
     let path = run_dir(experiment_dir, &record.run_id).join(RECORD_FILE);
     let json = serde_json::to_vec_pretty(record).expect("record serializes");
     write_atomic(&path, &json)
+}
+
+/// The run ids under `experiment_dir/runs/` that have a record file.
+pub fn stored_ids(experiment_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let runs = experiment_dir.join("runs");
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", runs.display())),
+    };
+    let mut ids = BTreeSet::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", runs.display()))?;
+        if entry.path().join(RECORD_FILE).is_file() {
+            ids.insert(entry.file_name().to_string_lossy().to_string());
+        }
+    }
+    Ok(ids)
 }
 
 /// The stored record of `run_id`, if complete.

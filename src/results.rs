@@ -166,6 +166,20 @@ fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
                 .map(|r| r.provenance.host.clone())
                 .collect::<Vec<Option<String>>>(),
         ),
+        Column::new(
+            "rustc_version".into(),
+            records
+                .iter()
+                .map(|r| r.provenance.rustc_version.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Column::new(
+            "cpu_model".into(),
+            records
+                .iter()
+                .map(|r| r.provenance.cpu_model.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
         u64_col("threads", &|r| r.provenance.threads as u64),
         f64_col("started_at_unix", &|r| r.started_at_unix),
         f64_col("finished_at_unix", &|r| r.finished_at_unix),

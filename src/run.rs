@@ -31,15 +31,26 @@ pub fn execute(
     let started_at_unix = unix_now();
     let clock = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        inject_failure(&spec.run_id);
         with_widths(&spec.config.model, Pipeline { spec, progress })
     }));
-    let task = tasks::build(&spec.config.task);
-    let (train_min, train_max) = task.seen_lengths();
+    // Rebuilt for the record's length facts; a task that cannot be rebuilt
+    // (e.g. its text file vanished since validation) already failed the run.
+    let (length_unit, language_model, (train_min, train_max)) = catch_unwind(|| {
+        let task = tasks::build(&spec.config.task);
+        (
+            task.length_unit().to_string(),
+            task.language_model(),
+            task.seen_lengths(),
+        )
+    })
+    .unwrap_or_default();
     let mut record = RunRecord {
         run_id: spec.run_id.clone(),
         group_id: spec.group_id.clone(),
         experiment: spec.experiment.clone(),
         seed: spec.seed,
+        plan_index: spec.plan_index,
         config: serde_json::to_value(&spec.config).expect("run config serializes"),
         status: Status::Failed,
         error: None,
@@ -50,8 +61,8 @@ pub fn execute(
         train_tokens_per_s: 0.0,
         wall_time_s: 0.0,
         final_train_loss: None,
-        length_unit: task.length_unit().to_string(),
-        language_model: task.language_model(),
+        length_unit,
+        language_model,
         train_min,
         train_max,
         eval: Vec::new(),
@@ -149,6 +160,14 @@ fn on_device<const D: usize, const F: usize, Dev: Device<f32>>(
         training,
         eval,
         params: model.num_params(),
+    }
+}
+
+/// Fault injection for testing failure isolation: the runs named in the
+/// comma-separated `POSEMBED_FAIL_RUN` panic before training.
+fn inject_failure(run_id: &str) {
+    if std::env::var("POSEMBED_FAIL_RUN").is_ok_and(|ids| ids.split(',').any(|id| id == run_id)) {
+        panic!("injected failure (POSEMBED_FAIL_RUN)");
     }
 }
 

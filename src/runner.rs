@@ -1,5 +1,6 @@
 //! The sweep: config → plan → runs in parallel (skipping complete ones) →
-//! frames → report. One failing run never stops the others.
+//! frames → report. One failing run never stops the others; an interrupt
+//! stops launching runs and still writes the frames of what completed.
 
 use crate::config;
 use crate::plan::{self, RunSpec};
@@ -10,9 +11,12 @@ use crate::run;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -20,9 +24,17 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Rerun runs that already have a record.
     pub force: bool,
+    /// Rerun runs whose record says failed or diverged.
+    pub rerun_failed: bool,
+    /// Stop launching runs after the first failed or diverged one.
+    pub fail_fast: bool,
+    /// Train only this slice of the plan, into `<results>/<name>/shards/i-of-n/`.
+    pub shard: Option<Shard>,
     pub results_root: PathBuf,
     pub reports_root: PathBuf,
     pub max_runs: usize,
+    /// Raised by interrupts (or `fail_fast`): see [`Stop`].
+    pub stop: Stop,
 }
 
 impl Default for RunOptions {
@@ -30,33 +42,118 @@ impl Default for RunOptions {
         RunOptions {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             force: false,
+            rerun_failed: false,
+            fail_fast: false,
+            shard: None,
             results_root: PathBuf::from("results"),
             reports_root: PathBuf::from("reports"),
             max_runs: config::DEFAULT_MAX_RUNS,
+            stop: Stop::default(),
         }
     }
 }
 
+/// Shard `index` of `count` (1-based): the runs whose plan index is
+/// `index - 1` modulo `count`, so every run is in exactly one shard and
+/// shards get a similar mix of configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn contains(&self, plan_index: usize) -> bool {
+        plan_index % self.count == self.index - 1
+    }
+
+    /// The shard's experiment directory inside the experiment's results directory.
+    pub fn dir(&self, experiment_dir: &Path) -> PathBuf {
+        experiment_dir
+            .join("shards")
+            .join(format!("{}-of-{}", self.index, self.count))
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let invalid = || format!("`{s}` is not a shard; valid: i/n with 1 <= i <= n, e.g. 2/4");
+        let (i, n) = s.split_once('/').ok_or_else(invalid)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| invalid())?,
+            n.trim().parse().map_err(|_| invalid())?,
+        );
+        if index == 0 || index > count {
+            return Err(invalid());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// How far a sweep should wind down: 0 run everything, 1 launch no new runs
+/// (first Ctrl-C, or `--fail-fast` after a failure), 2 also abandon running
+/// runs (second Ctrl-C). Shared with the signal handler.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicUsize>);
+
+impl Stop {
+    pub fn level(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Raises the level by one and returns the new level.
+    pub fn escalate(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn drain(&self) {
+        let _ = self
+            .0
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// The panic payload that unwinds a run abandoned by a second interrupt.
+struct Abandoned;
+
 #[derive(Debug)]
 pub struct SweepSummary {
     pub results_dir: PathBuf,
-    pub reports_dir: PathBuf,
+    /// `None` for a shard: shards are reported after `posembed merge`.
+    pub reports_dir: Option<PathBuf>,
+    /// Runs in the plan (in the shard, with `--shard`).
     pub planned: usize,
     pub skipped: usize,
+    /// Runs trained and recorded by this invocation.
     pub trained: usize,
+    /// Planned runs without a record at the end (interrupted or abandoned).
+    pub incomplete: usize,
+    /// The sweep stopped early: interrupted, or `--fail-fast` after a failure.
+    pub stopped: bool,
     /// (run_id, status, error) of every run that did not finish ok.
     pub unsuccessful: Vec<(String, Status, String)>,
+    /// Milliseconds spent outside training: planning, checking records,
+    /// writing frames and the report.
+    pub overhead_ms: f64,
 }
 
 /// Live display: indicatif bars on a terminal, one line per event otherwise.
 struct Display {
     bars: Option<(MultiProgress, ProgressBar)>,
     total: usize,
-    done: Mutex<usize>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    done: usize,
+    failed: usize,
+    running: usize,
 }
 
 impl Display {
-    fn new(total: usize) -> Self {
+    fn new(total: usize, skipped: usize) -> Self {
         let bars = std::io::stderr().is_terminal().then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let overall = multi.add(ProgressBar::new(total as u64));
@@ -66,16 +163,18 @@ impl Display {
                 )
                 .expect("valid template"),
             );
+            overall.set_message(format!("({skipped} skipped)"));
             (multi, overall)
         });
         Display {
             bars,
             total,
-            done: Mutex::new(0),
+            counts: Mutex::new(Counts::default()),
         }
     }
 
-    fn run_bar(&self, spec: &RunSpec) -> Option<ProgressBar> {
+    fn started(&self, spec: &RunSpec) -> Option<ProgressBar> {
+        self.update(|c| c.running += 1);
         let (multi, _) = self.bars.as_ref()?;
         let bar = multi.add(ProgressBar::new(spec.config.train.steps as u64));
         bar.set_style(
@@ -89,12 +188,25 @@ impl Display {
         Some(bar)
     }
 
+    fn update(&self, change: impl FnOnce(&mut Counts)) {
+        let mut counts = self.counts.lock().expect("display lock");
+        change(&mut counts);
+        if let Some((_, overall)) = &self.bars {
+            overall.set_message(format!(
+                "({} running, {} failed)",
+                counts.running, counts.failed
+            ));
+        }
+    }
+
     fn finished(&self, record: &RunRecord) {
-        let mut done = self.done.lock().expect("display lock");
-        *done += 1;
+        let mut counts = self.counts.lock().expect("display lock");
+        counts.done += 1;
+        counts.running -= 1;
+        counts.failed += usize::from(record.status != Status::Ok);
         let line = format!(
             "[{}/{}] {} {}/{} seed {}: {} ({:.1} s, {:.0} tokens/s)",
-            *done,
+            counts.done,
             self.total,
             record.run_id,
             record.config["positional"]["scheme"]
@@ -109,6 +221,24 @@ impl Display {
         match &self.bars {
             Some((multi, overall)) => {
                 overall.inc(1);
+                overall.set_message(format!(
+                    "({} running, {} failed)",
+                    counts.running, counts.failed
+                ));
+                let _ = multi.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn abandoned(&self, spec: &RunSpec) {
+        self.update(|c| c.running -= 1);
+        self.note(&format!("{} abandoned", spec.run_id));
+    }
+
+    fn note(&self, line: &str) {
+        match &self.bars {
+            Some((multi, _)) => {
                 let _ = multi.println(line);
             }
             None => eprintln!("{line}"),
@@ -122,23 +252,41 @@ impl Display {
     }
 }
 
+/// Whether a stored record counts as done under `opts`; a corrupt record
+/// never does (it is reported and the run retrained).
+fn is_complete(dir: &Path, run_id: &str, opts: &RunOptions) -> bool {
+    if opts.force {
+        return false;
+    }
+    match record::load(dir, run_id) {
+        Ok(Some(record)) => !(opts.rerun_failed && record.status != Status::Ok),
+        Ok(None) => false,
+        Err(err) => {
+            eprintln!("warning: {err:#}; the run will be retrained");
+            false
+        }
+    }
+}
+
 /// Runs the experiment in `file`: trains every incomplete run, then writes the
-/// frames and the report.
+/// frames and (unless sharded) the report.
 pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary> {
+    let clock = Instant::now();
     let spec = config::load(file, opts.max_runs)?;
     for warning in &spec.warnings {
         eprintln!("warning: {}: {warning}", file.display());
     }
-    let runs = plan::expand(&spec);
-    let results_dir = opts.results_root.join(&spec.name);
-    let reports_dir = opts.reports_root.join(&spec.name);
-    let mut todo = Vec::new();
-    for run in &runs {
-        let complete = !opts.force && record::load(&results_dir, &run.run_id)?.is_some();
-        if !complete {
-            todo.push(run);
-        }
+    let mut runs = plan::expand(&spec);
+    let mut results_dir = opts.results_root.join(&spec.name);
+    if let Some(shard) = opts.shard {
+        runs.retain(|r| shard.contains(r.plan_index));
+        results_dir = shard.dir(&results_dir);
     }
+    report_plan_changes(&runs, &results_dir)?;
+    let todo: Vec<&RunSpec> = runs
+        .iter()
+        .filter(|r| !is_complete(&results_dir, &r.run_id, opts))
+        .collect();
     let skipped = runs.len() - todo.len();
     if skipped > 0 {
         eprintln!(
@@ -147,18 +295,41 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
             results_dir.display()
         );
     }
-    train_all(&todo, &results_dir, opts.jobs)?;
-    let records = runs
-        .iter()
-        .map(|r| {
-            record::load(&results_dir, &r.run_id)?
-                .with_context(|| format!("record of run {} is missing", r.run_id))
-        })
-        .collect::<anyhow::Result<Vec<RunRecord>>>()?;
+    let training = Instant::now();
+    let trained = train_all(&todo, &results_dir, opts, skipped)?;
+    let training = training.elapsed();
+    let mut records = Vec::new();
+    for run in &runs {
+        if let Some(record) = record::load(&results_dir, &run.run_id)? {
+            records.push(record);
+        }
+    }
     let mut frames = results::collect(&records)?;
     results::write(&mut frames, &results_dir)?;
-    report::render(&frames, &reports_dir)?;
-    let unsuccessful = records
+    let reports_dir = match opts.shard {
+        Some(_) => None,
+        None => {
+            let dir = opts.reports_root.join(&spec.name);
+            report::render(&frames, &dir)?;
+            Some(dir)
+        }
+    };
+    Ok(SweepSummary {
+        results_dir,
+        reports_dir,
+        planned: runs.len(),
+        skipped,
+        trained,
+        incomplete: runs.len() - records.len(),
+        stopped: opts.stop.level() > 0,
+        unsuccessful: unsuccessful(&records),
+        overhead_ms: (clock.elapsed() - training).as_secs_f64() * 1e3,
+    })
+}
+
+/// (run_id, status, error) of every record that is not ok.
+fn unsuccessful(records: &[RunRecord]) -> Vec<(String, Status, String)> {
+    records
         .iter()
         .filter(|r| r.status != Status::Ok)
         .map(|r| {
@@ -168,34 +339,70 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
                 r.error.clone().unwrap_or_default(),
             )
         })
-        .collect();
-    Ok(SweepSummary {
-        results_dir,
-        reports_dir,
-        planned: runs.len(),
-        skipped,
-        trained: todo.len(),
-        unsuccessful,
-    })
+        .collect()
 }
 
-/// Trains `runs` on a pool of `jobs` threads, saving each record as it completes.
-fn train_all(runs: &[&RunSpec], results_dir: &Path, jobs: usize) -> anyhow::Result<()> {
-    if runs.is_empty() {
+/// Says which planned runs are new and which stored runs the plan no longer
+/// has (they are kept, and left out of the frames).
+fn report_plan_changes(runs: &[RunSpec], dir: &Path) -> anyhow::Result<()> {
+    let stored = record::stored_ids(dir)?;
+    if stored.is_empty() {
         return Ok(());
     }
-    let provenance = Provenance::detect(jobs);
-    let display = Display::new(runs.len());
+    let planned: BTreeSet<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+    let new = planned.iter().filter(|id| !stored.contains(**id)).count();
+    let stale: Vec<&String> = stored
+        .iter()
+        .filter(|id| !planned.contains(id.as_str()))
+        .collect();
+    if new > 0 {
+        eprintln!(
+            "the plan has {new} runs not stored in {} yet",
+            dir.display()
+        );
+    }
+    if !stale.is_empty() {
+        let ids: Vec<&str> = stale.iter().map(|s| s.as_str()).collect();
+        eprintln!(
+            "{} stored runs are no longer in the plan (kept, left out of the frames): {}",
+            stale.len(),
+            ids.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Trains `runs` on a pool of `jobs` threads, saving each record as it
+/// completes; stops launching runs once `opts.stop` is raised. Returns the
+/// number of records saved.
+fn train_all(
+    runs: &[&RunSpec],
+    results_dir: &Path,
+    opts: &RunOptions,
+    skipped: usize,
+) -> anyhow::Result<usize> {
+    if runs.is_empty() {
+        return Ok(0);
+    }
+    let provenance = Provenance::detect(opts.jobs);
+    let display = Display::new(runs.len() + skipped, skipped);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs.max(1))
+        .num_threads(opts.jobs.max(1))
         .build()
         .context("starting the run pool")?;
-    let saved: Vec<anyhow::Result<()>> = pool.install(|| {
+    let stop = &opts.stop;
+    let saved: Vec<anyhow::Result<bool>> = pool.install(|| {
         runs.par_iter()
             .with_max_len(1)
             .map(|spec| {
-                let bar = display.run_bar(spec);
+                if stop.level() > 0 {
+                    return Ok(false);
+                }
+                let bar = display.started(spec);
                 let record = run::execute(spec, &provenance, &mut |p| {
+                    if stop.level() > 1 {
+                        std::panic::resume_unwind(Box::new(Abandoned));
+                    }
                     if let Some(bar) = &bar {
                         bar.set_position(p.step as u64);
                         bar.set_message(format!(
@@ -207,11 +414,140 @@ fn train_all(runs: &[&RunSpec], results_dir: &Path, jobs: usize) -> anyhow::Resu
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
+                if stop.level() > 1 && record.status == Status::Failed {
+                    display.abandoned(spec);
+                    return Ok(false);
+                }
                 display.finished(&record);
-                record::save(results_dir, &record)
+                if opts.fail_fast && record.status != Status::Ok {
+                    stop.drain();
+                    display.note("--fail-fast: no new runs will start");
+                }
+                record::save(results_dir, &record).map(|()| true)
             })
             .collect()
     });
     display.clear();
-    saved.into_iter().collect()
+    let saved = saved.into_iter().collect::<anyhow::Result<Vec<bool>>>()?;
+    Ok(saved.into_iter().filter(|&s| s).count())
+}
+
+#[derive(Debug)]
+pub struct MergeSummary {
+    pub results_dir: PathBuf,
+    pub reports_dir: PathBuf,
+    /// Records in the merged directory.
+    pub runs: usize,
+    /// Runs found in more than one input (an ok record wins, else the first).
+    pub duplicates: usize,
+    pub unsuccessful: Vec<(String, Status, String)>,
+}
+
+/// Merges the run records of `dirs` (e.g. the shards of one experiment) into
+/// one experiment directory (`into`, default `<results_root>/<experiment>`),
+/// then writes its frames, in plan order, and its report. A corrupt record
+/// or records of different experiments are errors: nothing is merged silently.
+pub fn merge(
+    dirs: &[PathBuf],
+    into: Option<&Path>,
+    results_root: &Path,
+    reports_root: &Path,
+) -> anyhow::Result<MergeSummary> {
+    let mut chosen: std::collections::BTreeMap<String, RunRecord> = Default::default();
+    let mut duplicates = 0;
+    for dir in dirs {
+        if !dir.is_dir() {
+            eprintln!("warning: {} is not a directory: skipped", dir.display());
+            continue;
+        }
+        for id in record::stored_ids(dir)? {
+            let record = record::load(dir, &id)?.expect("listed records exist");
+            match chosen.get(&id) {
+                None => {
+                    chosen.insert(id, record);
+                }
+                Some(kept) => {
+                    duplicates += 1;
+                    if kept.status != Status::Ok && record.status == Status::Ok {
+                        chosen.insert(id, record);
+                    }
+                }
+            }
+        }
+    }
+    let experiments: BTreeSet<&str> = chosen.values().map(|r| r.experiment.as_str()).collect();
+    let experiment = match experiments.len() {
+        0 => anyhow::bail!("no run records found in {}", display_list(dirs)),
+        1 => experiments.into_iter().next().expect("one name").to_string(),
+        _ => anyhow::bail!(
+            "the directories hold runs of different experiments ({}); merge one experiment at a time",
+            experiments.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let results_dir = into.map_or_else(|| results_root.join(&experiment), Path::to_path_buf);
+    for record in chosen.values() {
+        if record::load(&results_dir, &record.run_id)
+            .ok()
+            .flatten()
+            .as_ref()
+            != Some(record)
+        {
+            record::save(&results_dir, record)?;
+        }
+    }
+    let mut records = Vec::new();
+    for id in record::stored_ids(&results_dir)? {
+        records.push(record::load(&results_dir, &id)?.expect("listed records exist"));
+    }
+    records.sort_by(|a, b| (a.plan_index, &a.run_id).cmp(&(b.plan_index, &b.run_id)));
+    let mut frames = results::collect(&records)?;
+    results::write(&mut frames, &results_dir)?;
+    let reports_dir = reports_root.join(&experiment);
+    report::render(&frames, &reports_dir)?;
+    Ok(MergeSummary {
+        results_dir,
+        reports_dir,
+        runs: records.len(),
+        duplicates,
+        unsuccessful: unsuccessful(&records),
+    })
+}
+
+fn display_list(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_cover_the_plan_once() {
+        assert_eq!("2/4".parse::<Shard>(), Ok(Shard { index: 2, count: 4 }));
+        for bad in ["0/4", "5/4", "1", "a/b", "1/0", "-1/2"] {
+            let err = bad.parse::<Shard>().unwrap_err();
+            assert!(err.contains("valid: i/n with 1 <= i <= n"), "{bad}: {err}");
+        }
+        for count in 1..6 {
+            for plan_index in 0..23 {
+                let owners = (1..=count)
+                    .filter(|&index| Shard { index, count }.contains(plan_index))
+                    .count();
+                assert_eq!(owners, 1, "run {plan_index} of {count} shards");
+            }
+        }
+    }
+
+    #[test]
+    fn stop_escalates_and_drain_only_starts_it() {
+        let stop = Stop::default();
+        stop.drain();
+        assert_eq!(stop.level(), 1);
+        stop.drain();
+        assert_eq!(stop.level(), 1, "a second failure does not abandon runs");
+        assert_eq!(stop.escalate(), 2);
+    }
 }

@@ -486,10 +486,11 @@ impl Window {
     }
 }
 
-/// Live status for progress displays.
+/// Live status for progress displays, reported after every step.
 pub struct Progress {
     pub step: usize,
     pub steps: usize,
+    /// Mean training loss of the last logged window (NaN before the first).
     pub loss: f64,
     pub tokens_per_s: f64,
 }
@@ -594,6 +595,7 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
     let mut curves = Vec::new();
     let mut window = Window::default();
     let (mut tokens, mut final_loss) = (0usize, f64::NAN);
+    let mut logged_loss = f64::NAN;
     let start = Instant::now();
     for step in 0..cfg.steps {
         let scheduled = model.set_progress(step as f64 / cfg.steps as f64);
@@ -631,7 +633,7 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
         }
         if (step + 1) % cfg.log_every == 0 || step + 1 == cfg.steps {
             let step_no = step + 1;
-            let loss = window.mean("train_loss");
+            logged_loss = window.mean("train_loss");
             let logged = window
                 .drain()
                 .chain([("lr".to_string(), lr)])
@@ -641,13 +643,14 @@ pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
                 metric,
                 value,
             }));
-            progress(Progress {
-                step: step_no,
-                steps: cfg.steps,
-                loss,
-                tokens_per_s: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
-            });
         }
+        // Every step, so that a display stays live and an interrupt is seen promptly.
+        progress(Progress {
+            step: step + 1,
+            steps: cfg.steps,
+            loss: logged_loss,
+            tokens_per_s: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+        });
     }
     model.set_progress(1.0);
     TrainReport {
