@@ -6,10 +6,12 @@ use crate::locations::{Location, Locations};
 use crate::model::ModelConfig;
 use crate::options::{self, dotted, path_string, FieldError, Seg};
 use crate::positional::{self, PositionalConfig, SchemeContext};
+use crate::report::ReportConfig;
 use crate::tasks::{self, TaskConfig};
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +63,8 @@ pub struct ExperimentSpec {
     pub source: PathBuf,
     pub seeds: Vec<u64>,
     pub variants: Vec<RunConfig>,
+    /// The `report:` section (defaults when absent).
+    pub report: ReportConfig,
     /// Non-fatal remarks (an exclude that matched nothing, duplicate variants).
     pub warnings: Vec<String>,
 }
@@ -81,6 +85,8 @@ struct ExperimentFile {
     include: Vec<Mapping>,
     #[serde(default)]
     exclude: Vec<Mapping>,
+    #[serde(default)]
+    report: Option<Value>,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -276,14 +282,51 @@ pub fn parse(text: &str, file: &Path, max_runs: usize) -> Result<ExperimentSpec,
             warnings.push(format!("exclude[{i}] matches no grid point"));
         }
     }
+    let report = parse_report(&doc, raw.report.as_ref(), &variants, &raw.seeds)?;
     Ok(ExperimentSpec {
         name: raw.name,
         description: raw.description,
         source: file.to_path_buf(),
         seeds: raw.seeds,
         variants,
+        report,
         warnings,
     })
+}
+
+/// Parses and checks the `report:` section against the runs' parameters.
+fn parse_report(
+    doc: &Document,
+    value: Option<&Value>,
+    variants: &[RunConfig],
+    seeds: &[u64],
+) -> Result<ReportConfig, ConfigError> {
+    let Some(value) = value else {
+        return Ok(ReportConfig::default());
+    };
+    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for variant in variants {
+        let canonical = serde_json::to_value(variant).expect("run config serializes");
+        for (key, v) in crate::plan::flatten_value(&canonical) {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let values = params.entry(key).or_default();
+            if !values.contains(&text) {
+                values.push(text);
+            }
+        }
+    }
+    params.insert("seed".into(), seeds.iter().map(|s| s.to_string()).collect());
+    let located = |err: FieldError| {
+        let mut at = vec![Seg::Key("report".into())];
+        at.extend_from_slice(&err.path);
+        doc.error_at(&at, format!("{}: {}", path_string(&at), err.message))
+    };
+    let report: ReportConfig = options::parse(value).map_err(located)?;
+    report.check(&params).map_err(located)?;
+    Ok(report)
 }
 
 /// Adds the valid top-level keys and a suggestion to serde's message.
@@ -302,8 +345,13 @@ fn explain_top_level(raw: &str) -> String {
                 "grid",
                 "include",
                 "exclude",
+                "report",
             ],
         );
+    }
+    if head.starts_with("repetition limit exceeded") || head.starts_with("recursion limit exceeded")
+    {
+        return format!("{head}: the YAML aliases expand too much (an alias bomb?); valid: a file whose aliases expand to a reasonable size");
     }
     if head.starts_with("missing field `name`") {
         return "missing key `name` (the experiment name, used for results/<name>/)".into();
@@ -324,7 +372,7 @@ fn check_name(doc: &Document, name: &str) -> Result<(), ConfigError> {
     } else {
         Err(doc.error_at(
             &[Seg::Key("name".into())],
-            format!("name `{name}` cannot be a directory name; valid: 1 to 100 of A-Z a-z 0-9 _ - . not starting with `.`"),
+            format!("name `{}` cannot be a directory name; valid: 1 to 100 of A-Z a-z 0-9 _ - . not starting with `.`", short(&Value::String(name.to_string()))),
         ))
     }
 }

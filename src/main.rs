@@ -111,6 +111,31 @@ enum Command {
         /// Output directory (default: reports/<name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Table rows: a parameter (e.g. positional.scheme, model.d_model, seed) or length_bucket.
+        #[arg(long)]
+        rows: Option<String>,
+        /// Table columns: a parameter or length_bucket.
+        #[arg(long)]
+        columns: Option<String>,
+        /// headline, exact_match, token_acc, loss, perplexity or tokens_per_s.
+        #[arg(long)]
+        metric: Option<String>,
+        /// A YAML list of in_distribution, out_of_distribution, all or [min, max],
+        /// e.g. '[out_of_distribution, [17, 32]]'.
+        #[arg(long)]
+        buckets: Option<String>,
+        /// mean_std, max or median_iqr.
+        #[arg(long)]
+        aggregate: Option<String>,
+        /// The row every other row is tested against (Welch's t-test).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Add 95% confidence intervals of the mean.
+        #[arg(long)]
+        ci: bool,
+        /// log or linear y axis of the training curves.
+        #[arg(long)]
+        loss_scale: Option<String>,
     },
     /// List the positional schemes with their options, defaults and citation.
     Schemes,
@@ -313,14 +338,54 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", plan::table(&plan::expand(&spec)));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { dir, out } => {
+        Command::Report {
+            dir,
+            out,
+            rows,
+            columns,
+            metric,
+            buckets,
+            aggregate,
+            baseline,
+            ci,
+            loss_scale,
+        } => {
             let name = dir
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
             let out = out.unwrap_or_else(|| PathBuf::from("reports").join(name));
             let frames = results::read(&dir)?;
-            for path in report::render(&frames, &out)? {
+            let text = serde_yaml::Value::String;
+            let mut overrides: Vec<(&str, serde_yaml::Value)> = [
+                ("rows", rows.map(text)),
+                ("columns", columns.map(text)),
+                ("metric", metric.map(text)),
+                ("aggregate", aggregate.map(text)),
+                ("baseline", baseline.map(text)),
+                ("loss_scale", loss_scale.map(text)),
+                ("ci", ci.then_some(serde_yaml::Value::Bool(true))),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            if let Some(buckets) = buckets {
+                match serde_yaml::from_str(&buckets) {
+                    Ok(value) => overrides.push(("buckets", value)),
+                    Err(e) => {
+                        eprintln!("error: --buckets: {e}; valid: a YAML list such as '[out_of_distribution, [17, 32]]'");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+            let cfg = match report::configure(&dir, &overrides, &frames)? {
+                Ok(cfg) => cfg,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            for path in report::render(&frames, &cfg, &out)? {
                 println!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)

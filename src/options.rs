@@ -113,6 +113,13 @@ fn explain_serde_message(raw: &str) -> (String, Option<String>) {
             return (message, key);
         }
     }
+    // serde: "invalid value: integer `-5`, expected usize" (or u64, u32 …)
+    let unsigned = ["usize", "u64", "u32", "u16", "u8"]
+        .iter()
+        .any(|t| raw.ends_with(&format!("expected {t}")));
+    if unsigned {
+        return (format!("{raw}; valid: a whole number >= 0"), None);
+    }
     (raw.to_string(), None)
 }
 

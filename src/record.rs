@@ -3,6 +3,7 @@
 //! run complete; it is written to a temporary file and renamed into place.
 
 use crate::eval::EvalByLength;
+use crate::model::PositionStructure;
 use crate::train::CurvePoint;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,9 @@ pub struct RunRecord {
     pub train_max: usize,
     pub eval: Vec<EvalByLength>,
     pub curves: Vec<CurvePoint>,
+    /// The trained scheme's position structure, for the report's chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_structure: Option<PositionStructure>,
     pub provenance: Provenance,
     pub started_at_unix: f64,
     pub finished_at_unix: f64,
@@ -134,10 +138,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .context("path has a file name")?
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    let written = std::fs::write(&tmp, bytes)
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        });
+    if written.is_err() {
+        // A full disk leaves a partial temporary file; never a partial `path`.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub fn save(experiment_dir: &Path, record: &RunRecord) -> anyhow::Result<()> {

@@ -16,10 +16,11 @@ pub struct Frames {
     pub runs: DataFrame,
     pub eval: DataFrame,
     pub curves: DataFrame,
+    pub positions: DataFrame,
 }
 
 /// Frame names, as written to `<name>.parquet` and `<name>.csv`.
-pub const FRAMES: [&str; 3] = ["runs", "eval", "curves"];
+pub const FRAMES: [&str; 4] = ["runs", "eval", "curves", "positions"];
 
 /// Builds the three frames; rows follow the order of `records` (the plan order).
 pub fn collect(records: &[RunRecord]) -> anyhow::Result<Frames> {
@@ -27,6 +28,7 @@ pub fn collect(records: &[RunRecord]) -> anyhow::Result<Frames> {
         runs: runs_frame(records)?,
         eval: eval_frame(records)?,
         curves: curves_frame(records)?,
+        positions: positions_frame(records)?,
     })
 }
 
@@ -311,12 +313,47 @@ fn curves_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
-/// Writes `<dir>/{runs,eval,curves}.{parquet,csv}`, each atomically.
+/// Position structure: run × panel × (i, j) cell; curves have j = 0.
+fn positions_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
+    let mut run_id = Vec::new();
+    let (mut kind, mut panel) = (Vec::new(), Vec::new());
+    let (mut i_col, mut j_col, mut value) = (Vec::new(), Vec::new(), Vec::new());
+    for r in records {
+        let Some(s) = &r.position_structure else {
+            continue;
+        };
+        for p in &s.panels {
+            for (k, v) in p.values.iter().enumerate() {
+                run_id.push(r.run_id.clone());
+                kind.push(s.kind.clone());
+                panel.push(p.label.clone());
+                i_col.push((k / p.cols) as u64);
+                j_col.push((k % p.cols) as u64);
+                value.push(v.filter(|v| v.is_finite()));
+            }
+        }
+    }
+    let n = run_id.len();
+    Ok(DataFrame::new(
+        n,
+        vec![
+            str_col("run_id", run_id),
+            str_col("kind", kind),
+            str_col("panel", panel),
+            Column::new("i".into(), i_col),
+            Column::new("j".into(), j_col),
+            Column::new("value".into(), value),
+        ],
+    )?)
+}
+
+/// Writes `<dir>/{runs,eval,curves,positions}.{parquet,csv}`, each atomically.
 pub fn write(frames: &mut Frames, dir: &Path) -> anyhow::Result<()> {
     for (name, df) in [
         ("runs", &mut frames.runs),
         ("eval", &mut frames.eval),
         ("curves", &mut frames.curves),
+        ("positions", &mut frames.positions),
     ] {
         let mut parquet = Vec::new();
         ParquetWriter::new(&mut parquet)
@@ -336,6 +373,10 @@ pub fn write(frames: &mut Frames, dir: &Path) -> anyhow::Result<()> {
 pub fn read(dir: &Path) -> anyhow::Result<Frames> {
     let load = |name: &str| -> anyhow::Result<DataFrame> {
         let path = dir.join(format!("{name}.parquet"));
+        if name == "positions" && !path.exists() {
+            // Written by versions before the position-structure chart.
+            return positions_frame(&[]);
+        }
         let file =
             std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         ParquetReader::new(file)
@@ -346,5 +387,6 @@ pub fn read(dir: &Path) -> anyhow::Result<Frames> {
         runs: load("runs")?,
         eval: load("eval")?,
         curves: load("curves")?,
+        positions: load("positions")?,
     })
 }

@@ -2,7 +2,7 @@
 //! A panic anywhere inside is caught and recorded as a failed run.
 
 use crate::eval::{self, EvalByLength};
-use crate::model::{with_widths, Transformer, WithWidths};
+use crate::model::{with_widths, PositionStructure, Transformer, WithWidths};
 use crate::plan::RunSpec;
 use crate::record::{Provenance, RunRecord, Status};
 use crate::seeds::stream;
@@ -19,8 +19,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 struct Measured {
     training: TrainReport,
     eval: Vec<EvalByLength>,
+    structure: Option<PositionStructure>,
     params: usize,
 }
+
+/// Positions shown in the position-structure chart (at most).
+const STRUCTURE_POSITIONS: usize = 32;
 
 /// Trains and evaluates `spec`; never panics.
 pub fn execute(
@@ -67,6 +71,7 @@ pub fn execute(
         train_max,
         eval: Vec::new(),
         curves: Vec::new(),
+        position_structure: None,
         provenance: provenance.clone(),
         started_at_unix,
         finished_at_unix: 0.0,
@@ -81,6 +86,7 @@ pub fn execute(
             record.final_train_loss = Some(t.final_loss).filter(|l| l.is_finite());
             record.curves = t.curves.clone();
             record.eval = measured.eval;
+            record.position_structure = measured.structure;
             match &t.outcome {
                 TrainOutcome::Completed => record.status = Status::Ok,
                 TrainOutcome::Diverged { step, reason } => {
@@ -150,15 +156,23 @@ fn on_device<const D: usize, const F: usize, Dev: Device<f32>>(
         &mut streams,
         progress,
     );
-    let eval = match training.outcome {
+    let (eval, structure) = match training.outcome {
         TrainOutcome::Completed => {
-            eval::evaluate(&model, task.as_ref(), &cfg.positional, &cfg.eval)
+            let longest = cfg.eval.lengths.iter().copied().max().unwrap_or(0);
+            let positions = task
+                .input_len(longest.max(task.train_lengths().1))
+                .min(STRUCTURE_POSITIONS);
+            (
+                eval::evaluate(&model, task.as_ref(), &cfg.positional, &cfg.eval),
+                model.position_structure(positions),
+            )
         }
-        TrainOutcome::Diverged { .. } => Vec::new(),
+        TrainOutcome::Diverged { .. } => (Vec::new(), None),
     };
     Measured {
         training,
         eval,
+        structure,
         params: model.num_params(),
     }
 }

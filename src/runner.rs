@@ -114,6 +114,48 @@ impl Stop {
     }
 }
 
+/// An exclusive lock on an experiment directory while a sweep or merge
+/// writes it. It is an advisory `flock`, so the kernel releases it when the
+/// process ends, even by `kill -9`: a lock is never stale.
+pub struct ExperimentLock {
+    _file: std::fs::File,
+}
+
+impl ExperimentLock {
+    pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                file.rewind()?;
+                write!(file, "{}", std::process::id())?;
+                Ok(ExperimentLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                anyhow::bail!(
+                    "{} is in use by another posembed process (pid {}); wait for it to finish, or write elsewhere with --results-dir",
+                    dir.display(),
+                    holder.trim()
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+}
+
 /// The panic payload that unwinds a run abandoned by a second interrupt.
 struct Abandoned;
 
@@ -282,6 +324,7 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
         runs.retain(|r| shard.contains(r.plan_index));
         results_dir = shard.dir(&results_dir);
     }
+    let _lock = ExperimentLock::acquire(&results_dir)?;
     report_plan_changes(&runs, &results_dir)?;
     let todo: Vec<&RunSpec> = runs
         .iter()
@@ -306,11 +349,12 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
     }
     let mut frames = results::collect(&records)?;
     results::write(&mut frames, &results_dir)?;
+    report::save_config(&results_dir, &spec.report)?;
     let reports_dir = match opts.shard {
         Some(_) => None,
         None => {
             let dir = opts.reports_root.join(&spec.name);
-            report::render(&frames, &dir)?;
+            report::render(&frames, &spec.report, &dir)?;
             Some(dir)
         }
     };
@@ -423,7 +467,16 @@ fn train_all(
                     stop.drain();
                     display.note("--fail-fast: no new runs will start");
                 }
-                record::save(results_dir, &record).map(|()| true)
+                let saved = record::save(results_dir, &record);
+                if let Err(err) = &saved {
+                    // A full or read-only disk fails every later run too.
+                    stop.drain();
+                    display.note(&format!(
+                        "cannot save the record of {}: {err:#}; no new runs will start",
+                        record.run_id
+                    ));
+                }
+                saved.map(|()| true)
             })
             .collect()
     });
@@ -485,6 +538,7 @@ pub fn merge(
         ),
     };
     let results_dir = into.map_or_else(|| results_root.join(&experiment), Path::to_path_buf);
+    let _lock = ExperimentLock::acquire(&results_dir)?;
     for record in chosen.values() {
         if record::load(&results_dir, &record.run_id)
             .ok()
@@ -502,8 +556,17 @@ pub fn merge(
     records.sort_by(|a, b| (a.plan_index, &a.run_id).cmp(&(b.plan_index, &b.run_id)));
     let mut frames = results::collect(&records)?;
     results::write(&mut frames, &results_dir)?;
+    // The report section travels with the shards; the first one found wins.
+    let report_config = dirs
+        .iter()
+        .find(|d| d.join(report::CONFIG_FILE).exists())
+        .map_or_else(
+            || report::load_config(&results_dir),
+            |d| report::load_config(d),
+        )?;
+    report::save_config(&results_dir, &report_config)?;
     let reports_dir = reports_root.join(&experiment);
-    report::render(&frames, &reports_dir)?;
+    report::render(&frames, &report_config, &reports_dir)?;
     Ok(MergeSummary {
         results_dir,
         reports_dir,

@@ -4,6 +4,8 @@
 pub mod attention;
 pub mod layers;
 pub mod param;
+mod structure;
+pub use structure::{PositionStructure, StructurePanel};
 
 use crate::options::FieldError;
 use crate::positional::{

@@ -424,3 +424,76 @@ fn probe_gradient_reaches_the_embeddings() {
     );
     assert!(*norms.last().unwrap() > 0.0, "probe head got no gradient");
 }
+
+#[test]
+fn position_structure_reads_each_kind_of_scheme() {
+    let kind = |yaml: &str| {
+        tiny_model(&scheme(yaml))
+            .position_structure(6)
+            .map(|s| s.kind)
+    };
+    assert_eq!(kind("{scheme: none}"), None);
+    assert_eq!(
+        kind("{scheme: shaw}"),
+        None,
+        "query-dependent: no static structure"
+    );
+    assert_eq!(kind("{scheme: learned}").as_deref(), Some("cosine"));
+    assert_eq!(kind("{scheme: t5}").as_deref(), Some("bias"));
+    assert_eq!(
+        kind("{scheme: multiscale, bases: [10, 1000]}").as_deref(),
+        Some("rotary")
+    );
+}
+
+#[test]
+fn alibi_structure_is_the_bias_matrix_of_the_first_and_last_head() {
+    // Two heads: slopes 2^-4 and 2^-8; bias −m·(i − j) for j ≤ i.
+    let s = tiny_model(&scheme("{scheme: alibi}"))
+        .position_structure(4)
+        .unwrap();
+    assert_eq!(s.panels.len(), 2);
+    for (panel, m) in s.panels.iter().zip([2f64.powi(-4), 2f64.powi(-8)]) {
+        for i in 0..4 {
+            for j in 0..4 {
+                match panel.values[i * 4 + j] {
+                    None => assert!(j > i, "{i},{j} masked"),
+                    Some(v) => assert!((v + m * (i - j) as f64).abs() < 1e-6, "{i},{j}: {v}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sinusoidal_structure_depends_only_on_the_offset_and_rope_decays_from_one() {
+    let n = 8;
+    let s = tiny_model(&scheme("{scheme: sinusoidal}"))
+        .position_structure(n)
+        .unwrap();
+    let m: Vec<f64> = s.panels[0].values.iter().map(|v| v.unwrap()).collect();
+    for i in 0..n {
+        assert!((m[i * n + i] - 1.0).abs() < 1e-6);
+        for j in 0..n {
+            // Toeplitz: cos(i, j) = cos(i + 1, j + 1).
+            if i + 1 < n && j + 1 < n {
+                assert!((m[i * n + j] - m[(i + 1) * n + j + 1]).abs() < 1e-5);
+            }
+        }
+    }
+    // RoPE over all 8 head dims (4 pairs, θ_k = 10000^(−2k/8)): the unit
+    // all-ones vector pair scores Σ_k cos(o·θ_k) / 4 at offset o.
+    let r = tiny_model(&scheme("{scheme: rope}"))
+        .position_structure(n)
+        .unwrap();
+    for o in 0..n {
+        let expect = (0..4)
+            .map(|k| (o as f64 * 10000f64.powf(-2.0 * k as f64 / 8.0)).cos())
+            .sum::<f64>()
+            / 4.0;
+        assert!(
+            (r.panels[0].values[o].unwrap() - expect).abs() < 1e-5,
+            "offset {o}"
+        );
+    }
+}

@@ -1,12 +1,13 @@
 //! Charts drawn with plotters, text from the DejaVu Sans file shipped in this
 //! directory so that PNGs are identical on every machine.
 
-use super::{Metric, ReportData, RunRow};
+use super::{Metric, ReportData, RunRow, Scale, StructureRow};
 use crate::record::write_atomic;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -95,12 +96,7 @@ fn curve(data: &ReportData, runs: &[&RunRow], metric: Metric) -> Vec<(f64, f64, 
                 .filter(|e| e.length == len && runs.iter().any(|r| r.ok && r.run_id == e.run_id))
                 .map(|e| metric.of(e))
                 .collect();
-            let cell = super::Cell::from_values(&values, values.len());
-            (
-                len as f64,
-                cell.mean.unwrap_or(f64::NAN),
-                cell.std.unwrap_or(0.0),
-            )
+            mean_std(len as f64, &values)
         })
         .collect()
 }
@@ -174,40 +170,46 @@ fn draw_accuracy<DB: DrawingBackend>(
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(52);
-        match first.metric {
-            Metric::ExactMatch => {
-                let chart = builder
-                    .build_cartesian_2d(lo..hi, 0f64..1.05)
-                    .map_err(plot_err)?;
-                draw_panel(chart, first, &lines, (0.0, 1.0), 1.03)?;
-            }
-            Metric::Perplexity => {
-                let means = lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, m, _)| m));
-                let tops = lines
-                    .iter()
-                    .flat_map(|(_, p)| p.iter().map(|&(_, m, s)| m + s));
-                let bottom = means.fold(f64::INFINITY, f64::min).max(1.0) / 1.1;
-                let top = tops.fold(bottom * 1.5, f64::max) * 1.1;
-                let y = (bottom..top)
-                    .log_scale()
-                    .with_key_points(log_ticks(bottom, top));
-                let chart = builder.build_cartesian_2d(lo..hi, y).map_err(plot_err)?;
-                let label_y = bottom * (top / bottom).powf(0.96);
-                draw_panel(chart, first, &lines, (bottom, top), label_y)?;
-            }
+        let x_desc = format!("length ({})", first.length_unit);
+        let axes = (x_desc.as_str(), first.metric.label());
+        let shade = |label_y: f64| Shade {
+            from: first.train_min as f64,
+            to: first.train_max as f64,
+            label_y,
+        };
+        if first.metric == Metric::Perplexity {
+            let (bottom, top) = log_range(&lines);
+            let y = (bottom..top)
+                .log_scale()
+                .with_key_points(log_ticks(bottom, top));
+            let chart = builder.build_cartesian_2d(lo..hi, y).map_err(plot_err)?;
+            let label_y = bottom * (top / bottom).powf(0.96);
+            draw_panel(chart, axes, Some(shade(label_y)), &lines, (bottom, top))?;
+        } else {
+            let chart = builder
+                .build_cartesian_2d(lo..hi, 0f64..1.05)
+                .map_err(plot_err)?;
+            draw_panel(chart, axes, Some(shade(1.03)), &lines, (0.0, 1.0))?;
         }
     }
     draw_legend(&legend, &rows)
 }
 
-/// Axes, the shaded training range and one line per scheme; bands are
-/// clipped to `limits`, the "train" label drawn at height `label_y`.
+/// The training range of a panel: shaded, labelled "train" at height `label_y`.
+struct Shade {
+    from: f64,
+    to: f64,
+    label_y: f64,
+}
+
+/// Axes, an optional shaded training range and one line per scheme; bands
+/// are clipped to `limits`.
 fn draw_panel<DB: DrawingBackend, Y>(
     mut chart: ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
-    task: &RunRow,
+    (x_desc, y_desc): (&str, &str),
+    shade: Option<Shade>,
     lines: &[Line],
     limits: (f64, f64),
-    label_y: f64,
 ) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -215,8 +217,8 @@ where
     let y_range = chart.y_range();
     chart
         .configure_mesh()
-        .x_desc(format!("length ({})", task.length_unit))
-        .y_desc(task.metric.label())
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .label_style((FAMILY, 15))
         .axis_desc_style((FAMILY, 16))
         .x_label_formatter(&|x| number(*x))
@@ -225,23 +227,22 @@ where
         .bold_line_style(RGBColor(230, 230, 230))
         .draw()
         .map_err(plot_err)?;
-    let shade = RGBColor(200, 200, 200).mix(0.35);
-    chart
-        .draw_series(std::iter::once(Rectangle::new(
-            [
-                (task.train_min as f64, y_range.start),
-                (task.train_max as f64, y_range.end),
-            ],
-            shade.filled(),
-        )))
-        .map_err(plot_err)?;
-    chart
-        .draw_series(std::iter::once(Text::new(
-            "train",
-            (task.train_min as f64 + 0.2, label_y),
-            (FAMILY, 14).into_font().color(&RGBColor(90, 90, 90)),
-        )))
-        .map_err(plot_err)?;
+    if let Some(shade) = shade {
+        let grey = RGBColor(200, 200, 200).mix(0.35);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(shade.from, y_range.start), (shade.to, y_range.end)],
+                grey.filled(),
+            )))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "train",
+                (shade.from + 0.2, shade.label_y),
+                (FAMILY, 14).into_font().color(&RGBColor(90, 90, 90)),
+            )))
+            .map_err(plot_err)?;
+    }
     let (floor, ceiling) = limits;
     for (i, points) in lines {
         let c = colour(*i);
@@ -264,14 +265,420 @@ where
                 c.stroke_width(2),
             ))
             .map_err(plot_err)?;
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
-            )
-            .map_err(plot_err)?;
+        if points.len() <= 40 {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
+                )
+                .map_err(plot_err)?;
+        }
     }
+    Ok(())
+}
+
+/// (x, mean, sample std) of `values`; std 0 for a single value.
+fn mean_std(x: f64, values: &[f64]) -> (f64, f64, f64) {
+    match values.len() {
+        0 => (x, f64::NAN, 0.0),
+        1 => (x, values[0], 0.0),
+        _ => (
+            x,
+            super::stats::mean(values),
+            super::stats::variance(values).sqrt(),
+        ),
+    }
+}
+
+/// A log axis over the lines' means and bands, with round ticks.
+fn log_range(lines: &[Line]) -> (f64, f64) {
+    let means = lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, m, _)| m));
+    let tops = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|&(_, m, s)| m + s));
+    let bottom = means
+        .filter(|m| *m > 0.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(1e300)
+        / 1.1;
+    let bottom = if bottom.is_finite() && bottom > 0.0 {
+        bottom
+    } else {
+        1e-3
+    };
+    let top = tops.fold(bottom * 1.5, f64::max) * 1.1;
+    (bottom, top)
+}
+
+/// Training loss versus step: one panel per task, one line per scheme (mean
+/// over its ok runs, ± std band).
+pub fn training_curves(
+    data: &ReportData,
+    scale: Scale,
+    out_dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let tasks = data.tasks();
+    let (rows, cols) = panel_grid(tasks.len());
+    let width = 480 * cols as u32;
+    let legend = legend_rows(&data.schemes(), width).len() as u32;
+    save_chart(
+        out_dir,
+        "training_curves",
+        (width, 410 * rows as u32 + LEGEND_ROW * legend),
+        &CurvesChart(data, scale),
+    )
+}
+
+struct CurvesChart<'a>(&'a ReportData, Scale);
+
+impl Chart for CurvesChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let (data, scale) = (self.0, self.1);
+        root.fill(&WHITE).map_err(plot_err)?;
+        let schemes = data.schemes();
+        let tasks = data.tasks();
+        let (width, height) = root.dim_in_pixel();
+        let rows = legend_rows(&schemes, width);
+        let (plots, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
+        let panels = plots.split_evenly(panel_grid(tasks.len()));
+        for (panel, task) in panels.iter().zip(&tasks) {
+            let lines: Vec<Line> = schemes
+                .iter()
+                .enumerate()
+                .map(|(i, scheme)| {
+                    let ids: Vec<&str> = data
+                        .runs
+                        .iter()
+                        .filter(|r| r.ok && &r.task == task && &r.scheme == scheme)
+                        .map(|r| r.run_id.as_str())
+                        .collect();
+                    let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+                    for c in &data.curves {
+                        if c.metric == "train_loss" && ids.contains(&c.run_id.as_str()) {
+                            by_step.entry(c.step).or_default().push(c.value);
+                        }
+                    }
+                    let points = by_step
+                        .iter()
+                        .map(|(&step, v)| mean_std(step as f64, v))
+                        .collect();
+                    (i, points)
+                })
+                .filter(|(_, p): &Line| !p.is_empty())
+                .collect();
+            let steps = lines.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+            let hi = steps.fold(1.0, f64::max);
+            let mut builder = ChartBuilder::on(panel);
+            builder
+                .caption(task, (FAMILY, 22))
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(52);
+            let axes = ("step", "training loss (nats per token)");
+            match scale {
+                Scale::Log => {
+                    let (bottom, top) = log_range(&lines);
+                    let y = (bottom..top)
+                        .log_scale()
+                        .with_key_points(log_ticks(bottom, top));
+                    let chart = builder.build_cartesian_2d(0.0..hi, y).map_err(plot_err)?;
+                    draw_panel(chart, axes, None, &lines, (bottom, top))?;
+                }
+                Scale::Linear => {
+                    let (_, top) = log_range(&lines);
+                    let chart = builder
+                        .build_cartesian_2d(0.0..hi, 0.0..top)
+                        .map_err(plot_err)?;
+                    draw_panel(chart, axes, None, &lines, (0.0, top))?;
+                }
+            }
+        }
+        draw_legend(&legend, &rows)
+    }
+}
+
+/// Training tokens/s per scheme: mean over its ok runs, error bars ± std.
+pub fn cost(data: &ReportData, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let width = (140 + 90 * data.schemes().len() as u32).max(480);
+    let legend = legend_rows(&data.schemes(), width).len() as u32;
+    save_chart(
+        out_dir,
+        "cost",
+        (width, 380 + LEGEND_ROW * legend),
+        &CostChart(data),
+    )
+}
+
+struct CostChart<'a>(&'a ReportData);
+
+impl Chart for CostChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let data = self.0;
+        root.fill(&WHITE).map_err(plot_err)?;
+        let schemes = data.schemes();
+        let (width, height) = root.dim_in_pixel();
+        let rows = legend_rows(&schemes, width);
+        let (plot, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
+        let bars: Vec<(f64, f64, f64)> = schemes
+            .iter()
+            .enumerate()
+            .map(|(i, scheme)| {
+                let v: Vec<f64> = data
+                    .runs
+                    .iter()
+                    .filter(|r| r.ok && &r.scheme == scheme)
+                    .map(|r| r.tokens_per_s)
+                    .collect();
+                mean_std(i as f64, &v)
+            })
+            .collect();
+        let top = bars
+            .iter()
+            .map(|&(_, m, s)| if m.is_finite() { m + s } else { 0.0 })
+            .fold(1.0, f64::max)
+            * 1.15;
+        let n = schemes.len() as f64;
+        let mut chart = ChartBuilder::on(&plot)
+            .caption("training throughput", (FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(20)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-0.5..n - 0.5, 0.0..top)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_x_axis()
+            .y_desc("training tokens/s (one thread per run)")
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 16))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(230, 230, 230))
+            .draw()
+            .map_err(plot_err)?;
+        for &(x, m, s) in bars.iter().filter(|b| b.1.is_finite()) {
+            let c = colour(x as usize);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x - 0.35, 0.0), (x + 0.35, m)],
+                    c.filled(),
+                )))
+                .map_err(plot_err)?;
+            if s > 0.0 {
+                let (lo, hi) = ((m - s).max(0.0), m + s);
+                let whisker = [
+                    vec![(x, lo), (x, hi)],
+                    vec![(x - 0.08, lo), (x + 0.08, lo)],
+                    vec![(x - 0.08, hi), (x + 0.08, hi)],
+                ];
+                chart
+                    .draw_series(
+                        whisker
+                            .into_iter()
+                            .map(|p| PathElement::new(p, BLACK.stroke_width(2))),
+                    )
+                    .map_err(plot_err)?;
+            }
+        }
+        draw_legend(&legend, &rows)
+    }
+}
+
+/// One panel per scheme, from its first ok run with a position structure:
+/// a heatmap of cosine similarities or of the score bias (first and last
+/// head), or q·k versus offset for rotary schemes.
+pub fn position_structure(data: &ReportData, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let schemes = data.schemes();
+    let (rows, cols) = panel_grid(schemes.len());
+    save_chart(
+        out_dir,
+        "position_structure",
+        (480 * cols as u32, 400 * rows as u32),
+        &StructureChart(data),
+    )
+}
+
+struct StructureChart<'a>(&'a ReportData);
+
+/// The structure rows of `scheme`'s first ok run that has any.
+fn structure_of<'a>(data: &'a ReportData, scheme: &str) -> Vec<&'a StructureRow> {
+    data.runs
+        .iter()
+        .filter(|r| r.ok && r.scheme == scheme)
+        .map(|r| {
+            data.structure
+                .iter()
+                .filter(|s| s.run_id == r.run_id)
+                .collect::<Vec<_>>()
+        })
+        .find(|rows| !rows.is_empty())
+        .unwrap_or_default()
+}
+
+impl Chart for StructureChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let data = self.0;
+        root.fill(&WHITE).map_err(plot_err)?;
+        let schemes = data.schemes();
+        let panels = root.split_evenly(panel_grid(schemes.len()));
+        for (index, (panel, scheme)) in panels.iter().zip(&schemes).enumerate() {
+            let rows = structure_of(data, scheme);
+            let Some(first) = rows.first() else {
+                let (w, h) = panel.dim_in_pixel();
+                panel
+                    .draw(&Text::new(
+                        format!("{scheme}: no static position structure"),
+                        (20, h as i32 / 2),
+                        (FAMILY, 16).into_font(),
+                    ))
+                    .map_err(plot_err)?;
+                let _ = w;
+                continue;
+            };
+            let mut names: Vec<&str> = Vec::new();
+            for r in &rows {
+                if !names.contains(&r.panel.as_str()) {
+                    names.push(&r.panel);
+                }
+            }
+            let kind = first.kind.as_str();
+            let (title, sub) = panel.split_vertically(34);
+            title
+                .draw(&Text::new(
+                    format!("{scheme}: {}", describe_kind(kind)),
+                    (12, 8),
+                    (FAMILY, 18).into_font(),
+                ))
+                .map_err(plot_err)?;
+            if kind == "rotary" {
+                let lines: Vec<Line> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(k, name)| {
+                        let points = rows
+                            .iter()
+                            .filter(|r| r.panel == *name)
+                            .filter_map(|r| r.value.map(|v| (r.i as f64, v, 0.0)))
+                            .collect();
+                        // Head 0 in black, the last head in the scheme's
+                        // colour (blue if that is black too).
+                        let black = PALETTE.len() - 1;
+                        let last = if index % PALETTE.len() == black {
+                            0
+                        } else {
+                            index
+                        };
+                        (if k == 0 { black } else { last }, points)
+                    })
+                    .collect();
+                let n = rows.iter().map(|r| r.i).max().unwrap_or(1) as f64;
+                let mut builder = ChartBuilder::on(&sub);
+                builder
+                    .margin(12)
+                    .x_label_area_size(42)
+                    .y_label_area_size(52)
+                    .caption(
+                        format!("black: {}; coloured: {}", names[0], names[names.len() - 1]),
+                        (FAMILY, 14),
+                    );
+                let chart = builder
+                    .build_cartesian_2d(0.0..n, -1.05..1.05)
+                    .map_err(plot_err)?;
+                draw_panel(chart, ("offset i − j", "q·k"), None, &lines, (-1.0, 1.0))?;
+            } else {
+                let parts = sub.split_evenly((1, names.len()));
+                for (part, name) in parts.iter().zip(&names) {
+                    let cells: Vec<&&StructureRow> =
+                        rows.iter().filter(|r| r.panel == *name).collect();
+                    heatmap(part, name, &cells)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe_kind(kind: &str) -> &'static str {
+    match kind {
+        "cosine" => "cosine similarity of position vectors",
+        "bias" => "score bias of query i on key j",
+        "rotary" => "q·k of a fixed pair vs offset",
+        _ => "position structure",
+    }
+}
+
+/// Viridis (perceptually uniform, colour-blind safe) at t in [0, 1].
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 9] = [
+        (68, 1, 84),
+        (71, 44, 122),
+        (59, 81, 139),
+        (44, 113, 142),
+        (33, 144, 141),
+        (39, 173, 129),
+        (92, 200, 99),
+        (170, 220, 50),
+        (253, 231, 37),
+    ];
+    let x = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let (k, f) = ((x.floor() as usize).min(STOPS.len() - 2), x - x.floor());
+    let f = if x >= (STOPS.len() - 1) as f64 {
+        1.0
+    } else {
+        f
+    };
+    let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * f).round() as u8;
+    let (a, b) = (STOPS[k], STOPS[k + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// An n×n heatmap (row i from the top, column j from the left) with its value range in the caption.
+fn heatmap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    name: &str,
+    cells: &[&&StructureRow],
+) -> anyhow::Result<()> {
+    let n = cells.iter().map(|c| c.i.max(c.j) + 1).max().unwrap_or(1) as f64;
+    let values = cells.iter().filter_map(|c| c.value);
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{name} ({} to {})", number_2(lo), number_2(hi)),
+            (FAMILY, 14),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(36)
+        // y = −i puts row 0 at the top with round tick labels.
+        .build_cartesian_2d(0.0..n, -n..0.0)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("j")
+        .y_desc("i")
+        .label_style((FAMILY, 12))
+        .axis_desc_style((FAMILY, 13))
+        .x_labels(5)
+        .x_label_formatter(&|x| number(*x))
+        .y_label_formatter(&|y| number(-*y + 0.0))
+        .draw()
+        .map_err(plot_err)?;
+    chart
+        .draw_series(cells.iter().filter_map(|c| {
+            let v = c.value?;
+            let (x, y) = (c.j as f64, -(c.i as f64) - 1.0);
+            Some(Rectangle::new(
+                [(x, y), (x + 1.0, y + 1.0)],
+                viridis((v - lo) / span).filled(),
+            ))
+        }))
+        .map_err(plot_err)?;
     Ok(())
 }
 
@@ -326,6 +733,7 @@ fn log_ticks(bottom: f64, top: f64) -> Vec<f64> {
 /// Metric axis numbers: two decimals below 10 (accuracies, small
 /// perplexities), integers above.
 fn number_2(y: f64) -> String {
+    let y = y + 0.0; // no "-0.00"
     if y.abs() >= 10.0 {
         format!("{y:.0}")
     } else {

@@ -1,21 +1,26 @@
 //! Reports from the result frames alone: seed-aggregated tables (Markdown,
-//! LaTeX) and charts (SVG, PNG) under `reports/<experiment>/`.
+//! LaTeX, CSV) and charts (SVG, PNG) under `reports/<experiment>/`, shaped by
+//! the experiment's `report:` section.
 
 mod chart;
+mod config;
+mod stats;
 mod table;
 
 use crate::record::write_atomic;
 use crate::results::Frames;
 use anyhow::Context;
-use polars::prelude::{DataFrame, DataType};
-use std::collections::BTreeMap;
+pub use config::{Bucket, MetricChoice, ReportConfig, Scale, LENGTH_BUCKET};
+use polars::prelude::{Column, CsvWriter, DataFrame, DataType, SerWriter};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-pub use table::{Cell, Latex, Markdown, Table, TableFormat};
+pub use table::{Aggregate, Cell, Latex, Markdown, Spread, Table, TableFormat};
 
 /// One run, as the report sees it.
 #[derive(Debug, Clone)]
 pub struct RunRow {
     pub run_id: String,
+    pub group_id: String,
     /// The scheme, followed by any other parameter that varies between its
     /// runs, e.g. `rope (fraction=0.25)`: one row per configuration.
     pub scheme: String,
@@ -25,6 +30,9 @@ pub struct RunRow {
     pub train_max: u64,
     pub length_unit: String,
     pub metric: Metric,
+    pub tokens_per_s: f64,
+    /// Every dotted parameter and `seed`, as text.
+    pub params: BTreeMap<String, String>,
 }
 
 /// One (run, length) evaluation.
@@ -33,34 +41,94 @@ pub struct EvalRow {
     pub run_id: String,
     pub length: u64,
     pub exact_match: f64,
-    pub perplexity: f64,
+    pub token_acc: f64,
+    pub loss: f64,
 }
 
-/// The headline metric of a task: exact match, or perplexity for language modelling.
+/// One logged training value.
+#[derive(Debug, Clone)]
+pub struct CurveRow {
+    pub run_id: String,
+    pub step: u64,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// One cell of a run's position structure.
+#[derive(Debug, Clone)]
+pub struct StructureRow {
+    pub run_id: String,
+    pub kind: String,
+    pub panel: String,
+    pub i: u64,
+    pub j: u64,
+    pub value: Option<f64>,
+}
+
+/// A metric a table or chart shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     ExactMatch,
+    TokenAcc,
+    Loss,
     Perplexity,
+    TokensPerS,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 2] = [Metric::ExactMatch, Metric::Perplexity];
-
     pub fn label(self) -> &'static str {
         match self {
             Metric::ExactMatch => "exact match",
+            Metric::TokenAcc => "token accuracy",
+            Metric::Loss => "loss",
             Metric::Perplexity => "perplexity",
+            Metric::TokensPerS => "training tokens/s",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Metric::ExactMatch => "Exact match",
+            Metric::TokenAcc => "Token accuracy",
+            Metric::Loss => "Loss (nats per token)",
+            Metric::Perplexity => "Perplexity",
+            Metric::TokensPerS => "Training throughput (tokens/s)",
         }
     }
 
     pub fn higher_is_better(self) -> bool {
-        self == Metric::ExactMatch
+        matches!(
+            self,
+            Metric::ExactMatch | Metric::TokenAcc | Metric::TokensPerS
+        )
     }
 
+    fn decimals(self) -> usize {
+        match self {
+            Metric::TokensPerS => 0,
+            _ => 2,
+        }
+    }
+
+    /// The value at one evaluated length (not for tokens/s).
     pub fn of(self, e: &EvalRow) -> f64 {
         match self {
             Metric::ExactMatch => e.exact_match,
-            Metric::Perplexity => e.perplexity,
+            Metric::TokenAcc => e.token_acc,
+            Metric::Loss => e.loss,
+            Metric::Perplexity => e.loss.exp(),
+            Metric::TokensPerS => f64::NAN,
+        }
+    }
+
+    fn chosen(choice: MetricChoice) -> Option<Metric> {
+        match choice {
+            MetricChoice::Headline => None,
+            MetricChoice::ExactMatch => Some(Metric::ExactMatch),
+            MetricChoice::TokenAcc => Some(Metric::TokenAcc),
+            MetricChoice::Loss => Some(Metric::Loss),
+            MetricChoice::Perplexity => Some(Metric::Perplexity),
+            MetricChoice::TokensPerS => Some(Metric::TokensPerS),
         }
     }
 }
@@ -69,6 +137,8 @@ impl Metric {
 pub struct ReportData {
     pub runs: Vec<RunRow>,
     pub eval: Vec<EvalRow>,
+    pub curves: Vec<CurveRow>,
+    pub structure: Vec<StructureRow>,
 }
 
 fn strings(df: &DataFrame, name: &str) -> anyhow::Result<Vec<String>> {
@@ -109,21 +179,40 @@ fn f64s(df: &DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
         .collect())
 }
 
+fn opt_f64s(df: &DataFrame, name: &str) -> anyhow::Result<Vec<Option<f64>>> {
+    let col = df
+        .column(name)
+        .with_context(|| format!("column `{name}`"))?;
+    let ca = col.f64()?;
+    Ok((0..ca.len()).map(|i| ca.get(i)).collect())
+}
+
 impl ReportData {
     pub fn from_frames(frames: &Frames) -> anyhow::Result<Self> {
         let r = &frames.runs;
-        let (ids, schemes, tasks) = (
+        let (ids, groups, schemes, tasks) = (
             strings(r, "run_id")?,
+            strings(r, "group_id")?,
             strings(r, "positional.scheme")?,
             strings(r, "task.name")?,
         );
         let (status, units) = (strings(r, "status")?, strings(r, "length_unit")?);
         let (mins, maxs) = (u64s(r, "train_min")?, u64s(r, "train_max")?);
         let language_model = bools_or_false(r, "language_model")?;
+        let tokens_per_s = f64s(r, "train_tokens_per_s")?;
         let labels = row_labels(r, &schemes)?;
+        let mut params: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); r.height()];
+        for name in r.get_column_names() {
+            if name.contains('.') || name.as_str() == "seed" {
+                for (i, v) in strings(r, name)?.into_iter().enumerate() {
+                    params[i].insert(name.to_string(), v);
+                }
+            }
+        }
         let runs = (0..r.height())
             .map(|i| RunRow {
                 run_id: ids[i].clone(),
+                group_id: groups[i].clone(),
                 scheme: labels[i].clone(),
                 task: tasks[i].clone(),
                 ok: status[i] == "ok",
@@ -135,13 +224,16 @@ impl ReportData {
                 } else {
                     Metric::ExactMatch
                 },
+                tokens_per_s: tokens_per_s[i],
+                params: std::mem::take(&mut params[i]),
             })
             .collect();
         let e = &frames.eval;
-        let (eids, lengths, em, loss) = (
+        let (eids, lengths, em, acc, loss) = (
             strings(e, "run_id")?,
             u64s(e, "length")?,
             f64s(e, "exact_match")?,
+            f64s(e, "token_acc")?,
             f64s(e, "loss")?,
         );
         let eval = (0..e.height())
@@ -149,10 +241,50 @@ impl ReportData {
                 run_id: eids[i].clone(),
                 length: lengths[i],
                 exact_match: em[i],
-                perplexity: loss[i].exp(),
+                token_acc: acc[i],
+                loss: loss[i],
             })
             .collect();
-        Ok(ReportData { runs, eval })
+        let c = &frames.curves;
+        let (cids, steps, metrics, values) = (
+            strings(c, "run_id")?,
+            u64s(c, "step")?,
+            strings(c, "metric")?,
+            f64s(c, "value")?,
+        );
+        let curves = (0..c.height())
+            .map(|i| CurveRow {
+                run_id: cids[i].clone(),
+                step: steps[i],
+                metric: metrics[i].clone(),
+                value: values[i],
+            })
+            .collect();
+        let p = &frames.positions;
+        let (pids, kinds, panels, is, js, pvalues) = (
+            strings(p, "run_id")?,
+            strings(p, "kind")?,
+            strings(p, "panel")?,
+            u64s(p, "i")?,
+            u64s(p, "j")?,
+            opt_f64s(p, "value")?,
+        );
+        let structure = (0..p.height())
+            .map(|k| StructureRow {
+                run_id: pids[k].clone(),
+                kind: kinds[k].clone(),
+                panel: panels[k].clone(),
+                i: is[k],
+                j: js[k],
+                value: pvalues[k],
+            })
+            .collect();
+        Ok(ReportData {
+            runs,
+            eval,
+            curves,
+            structure,
+        })
     }
 
     /// Distinct values in first-appearance (plan) order.
@@ -174,75 +306,216 @@ impl ReportData {
         self.distinct(|r| &r.task)
     }
 
-    /// The tasks whose headline metric is `metric`.
-    fn tasks_with(&self, metric: Metric) -> Vec<String> {
-        let mut tasks = self.tasks();
-        tasks.retain(|t| self.runs.iter().any(|r| &r.task == t && r.metric == metric));
-        tasks
+    /// A run's value on an axis: scheme label, task, or any parameter.
+    fn axis_value<'a>(run: &'a RunRow, key: &str) -> &'a str {
+        match key {
+            "positional.scheme" => &run.scheme,
+            "task.name" => &run.task,
+            _ => run.params.get(key).map_or("", String::as_str),
+        }
     }
 
-    /// Mean headline metric of each ok run over the lengths `select` accepts.
-    fn per_run(&self, select: impl Fn(&RunRow, u64) -> bool) -> BTreeMap<&str, f64> {
-        let by_id: BTreeMap<&str, &RunRow> =
-            self.runs.iter().map(|r| (r.run_id.as_str(), r)).collect();
-        let mut sums: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for e in &self.eval {
-            if let Some(run) = by_id.get(e.run_id.as_str()) {
-                if run.ok && select(run, e.length) {
-                    let s = sums.entry(run.run_id.as_str()).or_default();
-                    s.0 += run.metric.of(e);
-                    s.1 += 1;
+    /// A finished run's value: `metric` averaged over its evaluated lengths
+    /// in `bucket` (`None` when it has none there), or its tokens/s.
+    fn run_value(&self, run: &RunRow, metric: Metric, bucket: Option<Bucket>) -> Option<f64> {
+        if metric == Metric::TokensPerS {
+            return Some(run.tokens_per_s);
+        }
+        let bucket = bucket.unwrap_or(Bucket::All);
+        let values: Vec<f64> = self
+            .eval
+            .iter()
+            .filter(|e| {
+                e.run_id == run.run_id && bucket.contains((run.train_min, run.train_max), e.length)
+            })
+            .map(|e| metric.of(e))
+            .collect();
+        (!values.is_empty()).then(|| stats::mean(&values))
+    }
+
+    /// Runs whose tasks share a headline metric, or all runs for a chosen
+    /// metric: one entry per table family.
+    fn metric_groups(&self, choice: MetricChoice) -> Vec<(Metric, Vec<&RunRow>)> {
+        match Metric::chosen(choice) {
+            Some(m) => vec![(m, self.runs.iter().collect())],
+            None => [Metric::ExactMatch, Metric::Perplexity]
+                .into_iter()
+                .map(|m| (m, self.runs.iter().filter(|r| r.metric == m).collect()))
+                .filter(|(_, runs): &(Metric, Vec<&RunRow>)| !runs.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Every table the configuration asks for.
+    pub fn tables(&self, cfg: &ReportConfig) -> anyhow::Result<Vec<Table>> {
+        let seeds = self
+            .distinct(|r| r.params.get("seed").map_or("", String::as_str))
+            .len();
+        let mut tables = Vec::new();
+        for (metric, runs) in self.metric_groups(cfg.metric) {
+            let language_model = runs.iter().all(|r| r.metric == Metric::Perplexity);
+            let by_bucket = cfg.rows == LENGTH_BUCKET || cfg.columns == LENGTH_BUCKET;
+            let per_table: Vec<Option<Bucket>> = if metric == Metric::TokensPerS || by_bucket {
+                vec![None]
+            } else {
+                cfg.buckets.iter().copied().map(Some).collect()
+            };
+            for bucket in per_table {
+                let title = match bucket {
+                    Some(b) => format!("{} {}", metric.title(), b.phrase(language_model)),
+                    None if metric == Metric::TokensPerS => metric.title().to_string(),
+                    None => format!("{} by length bucket", metric.title()),
+                };
+                let mut table = self.table(title, cfg, metric, &runs, bucket, seeds.max(1))?;
+                if !table.rows.is_empty() {
+                    table.finish();
+                    tables.push(table);
                 }
             }
         }
-        sums.into_iter()
-            .map(|(k, (s, n))| (k, s / n as f64))
-            .collect()
+        Ok(tables)
     }
 
-    /// Scheme × task table of `metric` over the lengths `select` accepts,
-    /// for the tasks whose headline metric it is.
-    pub fn table(
+    /// One table of `metric` over `runs`, rows and columns from `cfg`.
+    fn table(
         &self,
-        title: &str,
+        title: String,
+        cfg: &ReportConfig,
         metric: Metric,
-        select: impl Fn(&RunRow, u64) -> bool,
-    ) -> Table {
-        let per_run = self.per_run(select);
-        let schemes = self.schemes();
-        let tasks = self.tasks_with(metric);
-        let rows = schemes
-            .iter()
-            .map(|scheme| {
-                let cells = tasks
-                    .iter()
-                    .map(|task| {
-                        let group: Vec<&RunRow> = self
-                            .runs
-                            .iter()
-                            .filter(|r| &r.scheme == scheme && &r.task == task)
-                            .collect();
-                        let values: Vec<f64> = group
-                            .iter()
-                            .filter_map(|r| per_run.get(r.run_id.as_str()).copied())
-                            .collect();
-                        Cell::from_values(&values, group.len())
-                    })
-                    .collect();
-                (scheme.clone(), cells)
-            })
-            // A scheme with no run on these tasks has no row.
-            .filter(|(_, cells): &(String, Vec<Cell>)| cells.iter().any(|c| c.planned > 0))
-            .collect();
-        let mut table = Table {
-            title: title.to_string(),
-            row_header: "scheme".into(),
-            columns: tasks,
-            rows,
-            notes: Vec::new(),
+        runs: &[&RunRow],
+        bucket: Option<Bucket>,
+        seeds: usize,
+    ) -> anyhow::Result<Table> {
+        let (row_axis, col_axis) = (axis(runs, &cfg.rows, cfg), axis(runs, &cfg.columns, cfg));
+        let cell = |row: &AxisEntry, col: &AxisEntry| {
+            let bucket = bucket.or(row.bucket).or(col.bucket);
+            let members: Vec<&&RunRow> = runs
+                .iter()
+                .filter(|r| (row.test)(r) && (col.test)(r))
+                .collect();
+            // Runs that evaluated no length in the bucket are not part of the cell.
+            let relevant: Vec<&&RunRow> = members
+                .into_iter()
+                .filter(|r| !r.ok || self.run_value(r, metric, bucket).is_some())
+                .collect();
+            let groups: BTreeSet<&str> = relevant.iter().map(|r| r.group_id.as_str()).collect();
+            let values: Vec<f64> = relevant
+                .iter()
+                .filter(|r| r.ok)
+                .filter_map(|r| self.run_value(r, metric, bucket))
+                .collect();
+            let planned = if groups.is_empty() {
+                0
+            } else {
+                groups.len() * seeds
+            };
+            Cell::new(values, planned.max(relevant.len()), cfg.aggregate, cfg.ci)
         };
-        table.mark_best(metric.higher_is_better());
-        table
+        let mut rows: Vec<(String, Vec<Cell>)> = row_axis
+            .iter()
+            .map(|row| {
+                (
+                    row.label.clone(),
+                    col_axis.iter().map(|col| cell(row, col)).collect(),
+                )
+            })
+            .collect();
+        let keep_cols: Vec<bool> = (0..col_axis.len())
+            .map(|c| rows.iter().any(|(_, cells)| cells[c].planned > 0))
+            .collect();
+        for (_, cells) in &mut rows {
+            let mut c = 0;
+            cells.retain(|_| {
+                c += 1;
+                keep_cols[c - 1]
+            });
+        }
+        rows.retain(|(_, cells)| cells.iter().any(|c| c.planned > 0));
+        let columns = col_axis
+            .iter()
+            .zip(&keep_cols)
+            .filter(|(_, &keep)| keep)
+            .map(|(c, _)| c.label.clone())
+            .collect();
+        let baseline = match &cfg.baseline {
+            None => None,
+            Some(base) => Some(resolve_baseline(base, &rows)?),
+        };
+        Ok(Table {
+            title,
+            row_header: if cfg.rows == "positional.scheme" {
+                "scheme".into()
+            } else {
+                cfg.rows.clone()
+            },
+            columns,
+            rows,
+            decimals: metric.decimals(),
+            aggregate: cfg.aggregate,
+            higher_is_better: metric.higher_is_better(),
+            baseline,
+        })
+    }
+}
+
+/// One row or column: its label, which runs belong to it, and the length
+/// bucket it stands for on a `length_bucket` axis.
+struct AxisEntry<'a> {
+    label: String,
+    test: Box<dyn Fn(&RunRow) -> bool + 'a>,
+    bucket: Option<Bucket>,
+}
+
+/// The entries of the axis `key`: buckets, or the key's values in plan order.
+fn axis<'a>(runs: &[&RunRow], key: &'a str, cfg: &ReportConfig) -> Vec<AxisEntry<'a>> {
+    if key == LENGTH_BUCKET {
+        return cfg
+            .buckets
+            .iter()
+            .map(|&b| AxisEntry {
+                label: b.label(),
+                test: Box::new(|_: &RunRow| true),
+                bucket: Some(b),
+            })
+            .collect();
+    }
+    let mut values: Vec<String> = Vec::new();
+    for r in runs {
+        let v = ReportData::axis_value(r, key);
+        if !values.iter().any(|x| x == v) {
+            values.push(v.to_string());
+        }
+    }
+    values
+        .into_iter()
+        .map(|v| AxisEntry {
+            label: v.clone(),
+            test: Box::new(move |r: &RunRow| ReportData::axis_value(r, key) == v),
+            bucket: None,
+        })
+        .collect()
+}
+
+/// The row label `base` names: itself, or the one scheme label `base (…)`.
+fn resolve_baseline(base: &str, rows: &[(String, Vec<Cell>)]) -> anyhow::Result<String> {
+    if rows.iter().any(|(name, _)| name == base) {
+        return Ok(base.to_string());
+    }
+    let prefixed: Vec<&String> = rows
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with(&format!("{base} (")))
+        .collect();
+    match prefixed.as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => {
+            let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+            anyhow::bail!(
+                "report baseline `{base}` matches {} rows; valid: one of {}",
+                prefixed.len(),
+                names.join(", ")
+            )
+        }
     }
 }
 
@@ -295,29 +568,65 @@ fn row_labels(runs: &DataFrame, schemes: &[String]) -> anyhow::Result<Vec<String
     Ok(labels)
 }
 
-/// Renders every table and chart of `frames` into `out_dir`; returns the files written.
-pub fn render(frames: &Frames, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let data = ReportData::from_frames(frames)?;
-    let mut tables = Vec::new();
-    for metric in Metric::ALL {
-        if !data.runs.iter().any(|r| r.metric == metric) {
-            continue;
+/// Where `posembed run` keeps the experiment's report section, so that
+/// `posembed report` works from the results directory alone.
+pub const CONFIG_FILE: &str = "report.json";
+
+/// The report section stored in a results directory (defaults if none).
+pub fn load_config(results_dir: &Path) -> anyhow::Result<ReportConfig> {
+    let path = results_dir.join(CONFIG_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))
         }
-        let (ood, id) = match metric {
-            Metric::ExactMatch => (
-                "Exact match beyond the training lengths (out of distribution)",
-                "Exact match within the training lengths (in distribution)",
-            ),
-            Metric::Perplexity => (
-                "Perplexity beyond the training context (out of distribution)",
-                "Perplexity within the training context (in distribution)",
-            ),
-        };
-        tables.push(data.table(ood, metric, |r, len| len > r.train_max));
-        tables.push(data.table(id, metric, |r, len| {
-            (r.train_min..=r.train_max).contains(&len)
-        }));
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReportConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// The stored report section of `results_dir` with command-line overrides
+/// (key → YAML value) applied and checked against the frames' parameters.
+/// An invalid override is an `Err` naming the flag and the valid choices.
+pub fn configure(
+    results_dir: &Path,
+    overrides: &[(&str, serde_yaml::Value)],
+    frames: &Frames,
+) -> anyhow::Result<Result<ReportConfig, String>> {
+    let stored = load_config(results_dir)?;
+    let serde_json::Value::Object(mut map) = serde_json::to_value(&stored)? else {
+        unreachable!("the report config is a map")
+    };
+    for (key, value) in overrides {
+        map.insert(key.to_string(), serde_json::to_value(value)?);
+    }
+    let flag = |err: crate::options::FieldError| {
+        let key = crate::options::path_string(&err.path);
+        format!("--{}: {}", key.replace('_', "-"), err.message)
+    };
+    let cfg: ReportConfig = match crate::options::parse(&serde_yaml::to_value(&map)?) {
+        Ok(cfg) => cfg,
+        Err(err) => return Ok(Err(flag(err))),
+    };
+    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in frames.runs.get_column_names() {
+        if name.contains('.') || name.as_str() == "seed" {
+            let mut values = strings(&frames.runs, name)?;
+            values.dedup();
+            params.insert(name.to_string(), values);
+        }
+    }
+    Ok(cfg.check(&params).map(|()| cfg).map_err(flag))
+}
+
+pub fn save_config(results_dir: &Path, cfg: &ReportConfig) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(cfg).expect("report config serializes");
+    write_atomic(&results_dir.join(CONFIG_FILE), &json)
+}
+
+/// Renders every table and chart of `frames` into `out_dir`; returns the files written.
+pub fn render(frames: &Frames, cfg: &ReportConfig, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let data = ReportData::from_frames(frames)?;
+    let tables = data.tables(cfg)?;
     let mut written = Vec::new();
     for format in [&Markdown as &dyn TableFormat, &Latex] {
         let text: Vec<String> = tables.iter().map(|t| format.render(t)).collect();
@@ -325,7 +634,13 @@ pub fn render(frames: &Frames, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         write_atomic(&path, text.join("\n").as_bytes())?;
         written.push(path);
     }
+    let csv_path = out_dir.join("summary.csv");
+    write_atomic(&csv_path, &summary_csv(&tables)?)?;
+    written.push(csv_path);
     written.extend(chart::accuracy_vs_length(&data, out_dir)?);
+    written.extend(chart::training_curves(&data, cfg.loss_scale, out_dir)?);
+    written.extend(chart::cost(&data, out_dir)?);
+    written.extend(chart::position_structure(&data, out_dir)?);
     let index = index_text(&written, out_dir);
     let index_path = out_dir.join("index.md");
     write_atomic(&index_path, index.as_bytes())?;
@@ -333,12 +648,84 @@ pub fn render(frames: &Frames, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// Every cell of every table, one row each (tidy), as CSV.
+fn summary_csv(tables: &[Table]) -> anyhow::Result<Vec<u8>> {
+    let mut cols: BTreeMap<&str, Vec<Option<String>>> = BTreeMap::new();
+    let mut nums: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    let mut counts: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut best = Vec::new();
+    for t in tables {
+        for (row, cells) in &t.rows {
+            for (column, cell) in t.columns.iter().zip(cells) {
+                cols.entry("table").or_default().push(Some(t.title.clone()));
+                cols.entry("row").or_default().push(Some(row.clone()));
+                cols.entry("column").or_default().push(Some(column.clone()));
+                let (std, q1, q3) = match cell.spread {
+                    Spread::Std(s) => (Some(s), None, None),
+                    Spread::Iqr(a, b) => (None, Some(a), Some(b)),
+                    Spread::None => (None, None, None),
+                };
+                for (name, v) in [
+                    ("value", cell.value),
+                    ("std", std),
+                    ("q1", q1),
+                    ("q3", q3),
+                    ("ci_low", cell.ci.map(|c| c.0)),
+                    ("ci_high", cell.ci.map(|c| c.1)),
+                    ("p_value", cell.p_value),
+                ] {
+                    nums.entry(name).or_default().push(v);
+                }
+                counts.entry("n").or_default().push(cell.n() as u64);
+                counts
+                    .entry("planned")
+                    .or_default()
+                    .push(cell.planned as u64);
+                best.push(cell.best);
+            }
+        }
+    }
+    let height = best.len();
+    let mut columns: Vec<Column> = Vec::new();
+    for name in ["table", "row", "column"] {
+        columns.push(Column::new(
+            name.into(),
+            cols.remove(name).unwrap_or_default(),
+        ));
+    }
+    for name in ["value", "std", "q1", "q3", "ci_low", "ci_high"] {
+        columns.push(Column::new(
+            name.into(),
+            nums.remove(name).unwrap_or_default(),
+        ));
+    }
+    for name in ["n", "planned"] {
+        columns.push(Column::new(
+            name.into(),
+            counts.remove(name).unwrap_or_default(),
+        ));
+    }
+    columns.push(Column::new("best".into(), best));
+    columns.push(Column::new(
+        "p_value".into(),
+        nums.remove("p_value").unwrap_or_default(),
+    ));
+    let mut df = DataFrame::new(height, columns)?;
+    let mut out = Vec::new();
+    CsvWriter::new(&mut out).finish(&mut df)?;
+    Ok(out)
+}
+
 fn index_text(files: &[PathBuf], out_dir: &Path) -> String {
     let describe = |name: &str| {
         match name {
-        "summary.md" => "Tables: exact match (perplexity for language modelling) out of and within the training lengths, mean ± std over seeds (n), best per column in bold.",
+        "summary.md" => "Tables: exact match (perplexity for language modelling, or the metric the `report:` section chooses) out of and within the training lengths, one cell per row × column summarising the seeds (n), best per column in bold.",
         "summary.tex" => "The same tables in LaTeX (booktabs).",
+        "summary.csv" => "Every table cell as one CSV row: value, spread, n, planned seeds, CI and p-value against the baseline.",
         n if n.starts_with("accuracy_vs_length") => "Exact match (perplexity, log scale, for language modelling) versus evaluation length, one line per scheme (band: ± std over seeds), one panel per task; shaded: training lengths.",
+        n if n.starts_with("training_curves") => "Training loss versus step, one line per scheme (mean over seeds, band: ± std), one panel per task.",
+        n if n.starts_with("cost") => "Training throughput per scheme: mean tokens/s over its runs, error bars ± std.",
+        n if n.starts_with("position_structure") => "What each trained scheme does with positions: cosine similarity of input position vectors, the score bias of the first and last head, or the q·k score of a fixed vector pair versus offset for rotary schemes.",
         _ => "",
     }
     };

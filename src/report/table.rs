@@ -1,34 +1,96 @@
 //! Seed-aggregated tables and their output formats.
 
-/// Mean ± sample std over the seeds that finished, with n and the planned count.
+use super::stats;
+use serde::{Deserialize, Serialize};
+
+/// How a cell summarises its seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Mean ± sample standard deviation.
+    #[default]
+    MeanStd,
+    /// The best seed (as some papers report).
+    Max,
+    /// Median [first quartile, third quartile].
+    MedianIqr,
+}
+
+/// The spread printed after a cell's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Spread {
+    None,
+    Std(f64),
+    Iqr(f64, f64),
+}
+
+/// One cell: the per-seed values that finished and their summary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
-    pub mean: Option<f64>,
-    pub std: Option<f64>,
-    pub n: usize,
+    pub values: Vec<f64>,
+    /// Seeds planned for the cell (finished or not).
     pub planned: usize,
+    /// Mean, max or median; `None` when no seed finished.
+    pub value: Option<f64>,
+    pub spread: Spread,
+    /// 95% t-interval of the mean (mean_std with n >= 2, when asked for).
+    pub ci: Option<(f64, f64)>,
+    /// Welch's two-sided p-value against the baseline row's cell.
+    pub p_value: Option<f64>,
     pub best: bool,
 }
 
+/// Significance level of the baseline comparison.
+pub const ALPHA: f64 = 0.05;
+
 impl Cell {
-    pub fn from_values(values: &[f64], planned: usize) -> Self {
+    pub fn new(values: Vec<f64>, planned: usize, aggregate: Aggregate, ci: bool) -> Self {
         let n = values.len();
-        let mean = (n > 0).then(|| values.iter().sum::<f64>() / n as f64);
-        let std = mean
-            .filter(|_| n > 1)
-            .map(|m| (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        let (value, spread) = match (n, aggregate) {
+            (0, _) => (None, Spread::None),
+            (_, Aggregate::MeanStd) if n > 1 => (
+                Some(stats::mean(&values)),
+                Spread::Std(stats::variance(&values).sqrt()),
+            ),
+            (_, Aggregate::MeanStd) => (Some(values[0]), Spread::None),
+            (_, Aggregate::Max) => (values.iter().copied().reduce(f64::max), Spread::None),
+            (_, Aggregate::MedianIqr) => (
+                Some(stats::quantile(&values, 0.5)),
+                Spread::Iqr(
+                    stats::quantile(&values, 0.25),
+                    stats::quantile(&values, 0.75),
+                ),
+            ),
+        };
+        let ci = match spread {
+            Spread::Std(s) if ci && aggregate == Aggregate::MeanStd => {
+                let half = stats::t_critical(0.95, (n - 1) as f64) * s / (n as f64).sqrt();
+                value.map(|m| (m - half, m + half))
+            }
+            _ => None,
+        };
         Cell {
-            mean,
-            std,
-            n,
+            values,
             planned,
+            value,
+            spread,
+            ci,
+            p_value: None,
             best: false,
         }
     }
 
+    pub fn n(&self) -> usize {
+        self.values.len()
+    }
+
     /// Fewer seeds than planned (failed, diverged or missing runs).
     pub fn incomplete(&self) -> bool {
-        self.n < self.planned
+        self.n() < self.planned
+    }
+
+    pub fn significant(&self) -> bool {
+        self.p_value.is_some_and(|p| p < ALPHA)
     }
 }
 
@@ -37,36 +99,101 @@ pub struct Table {
     pub row_header: String,
     pub columns: Vec<String>,
     pub rows: Vec<(String, Vec<Cell>)>,
-    pub notes: Vec<String>,
+    /// Digits after the decimal point.
+    pub decimals: usize,
+    pub aggregate: Aggregate,
+    pub higher_is_better: bool,
+    /// The row every other row is tested against.
+    pub baseline: Option<String>,
 }
 
 impl Table {
-    /// Bolds the best mean of each column (highest or lowest), every tie at
-    /// the printed precision included.
-    pub fn mark_best(&mut self, higher_is_better: bool) {
-        for c in 0..self.columns.len() {
-            let best = self
-                .rows
-                .iter()
-                .filter_map(|(_, cells)| cells[c].mean.map(round2))
-                .fold(None, |acc: Option<f64>, v| {
-                    Some(acc.map_or(v, |a| if higher_is_better { a.max(v) } else { a.min(v) }))
-                });
-            for (_, cells) in &mut self.rows {
-                cells[c].best = best.is_some() && cells[c].mean.map(round2) == best;
+    /// Marks the best cells and the significance of every row against the baseline.
+    pub fn finish(&mut self) {
+        self.mark_best();
+        let Some(base) = self
+            .rows
+            .iter()
+            .find(|(name, _)| Some(name) == self.baseline.as_ref())
+            .map(|(_, cells)| cells.clone())
+        else {
+            return;
+        };
+        for (name, cells) in &mut self.rows {
+            if Some(&*name) == self.baseline.as_ref() {
+                continue;
+            }
+            for (cell, base) in cells.iter_mut().zip(&base) {
+                cell.p_value = stats::welch_p(&cell.values, &base.values);
             }
         }
     }
 
-    fn any_incomplete(&self) -> bool {
-        self.rows
-            .iter()
-            .any(|(_, cells)| cells.iter().any(Cell::incomplete))
+    /// Bolds the best value of each column (highest or lowest), every tie at
+    /// the printed precision included.
+    pub fn mark_best(&mut self) {
+        let round = |x: f64| format!("{x:.*}", self.decimals);
+        for c in 0..self.columns.len() {
+            let best = self
+                .rows
+                .iter()
+                .filter_map(|(_, cells)| cells[c].value)
+                .reduce(|a, b| {
+                    if self.higher_is_better {
+                        a.max(b)
+                    } else {
+                        a.min(b)
+                    }
+                });
+            for (_, cells) in &mut self.rows {
+                cells[c].best = best.is_some() && cells[c].value.map(round) == best.map(round);
+            }
+        }
     }
-}
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    fn any(&self, f: impl Fn(&Cell) -> bool) -> bool {
+        self.rows.iter().any(|(_, cells)| cells.iter().any(&f))
+    }
+
+    /// The footnote sentences, in plain text.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = vec![match self.aggregate {
+            Aggregate::MeanStd => "Cells: mean ± sample standard deviation over seeds (n).",
+            Aggregate::Max => "Cells: the best seed's value (n seeds).",
+            Aggregate::MedianIqr => {
+                "Cells: median [first quartile, third quartile] over seeds (n)."
+            }
+        }
+        .to_string()];
+        if self.any(|c| c.ci.is_some()) {
+            notes.push("CI: 95% t-interval of the mean.".into());
+        }
+        if self.any(Cell::incomplete) {
+            notes.push(
+                "† fewer seeds than planned: failed, diverged or missing runs are left out.".into(),
+            );
+        }
+        if let Some(base) = &self.baseline {
+            notes.push(format!(
+                "* differs from `{base}` at p < {ALPHA} (two-sided Welch's t-test over seeds; needs n ≥ 2 on both sides)."
+            ));
+        }
+        notes
+    }
+
+    fn number(&self, x: f64) -> String {
+        format!("{x:.*}", self.decimals)
+    }
+
+    /// The value and spread of a cell, e.g. `0.70 ± 0.20`, in plain text.
+    fn body(&self, cell: &Cell, pm: &str) -> Option<String> {
+        let v = self.number(cell.value?);
+        Some(match cell.spread {
+            Spread::None => v,
+            Spread::Std(s) => format!("{v} {pm} {}", self.number(s)),
+            Spread::Iqr(a, b) => format!("{v} [{}, {}]", self.number(a), self.number(b)),
+        })
+    }
 }
 
 /// A way of writing tables to a file.
@@ -74,9 +201,6 @@ pub trait TableFormat {
     fn extension(&self) -> &'static str;
     fn render(&self, table: &Table) -> String;
 }
-
-const INCOMPLETE_NOTE: &str =
-    "fewer seeds than planned: failed, diverged or missing runs are left out of the mean";
 
 /// GitHub-flavoured Markdown.
 pub struct Markdown;
@@ -97,40 +221,40 @@ impl TableFormat for Markdown {
         for (name, cells) in &table.rows {
             out.push_str(&format!("| {name} |"));
             for cell in cells {
-                out.push_str(&format!(" {} |", markdown_cell(cell)));
+                out.push_str(&format!(" {} |", markdown_cell(table, cell)));
             }
             out.push('\n');
         }
-        out.push_str("\nCells: mean ± sample standard deviation over seeds (n).");
-        if table.any_incomplete() {
-            out.push_str(&format!(" † {INCOMPLETE_NOTE}."));
-        }
-        for note in &table.notes {
-            out.push_str(&format!(" {note}"));
-        }
-        out.push('\n');
+        // `*` would start emphasis in Markdown.
+        out.push_str(&format!(
+            "\n{}\n",
+            table.notes().join(" ").replace('*', "\\*")
+        ));
         out
     }
 }
 
-fn markdown_cell(cell: &Cell) -> String {
-    let Some(mean) = cell.mean else {
+fn markdown_cell(table: &Table, cell: &Cell) -> String {
+    let Some(body) = table.body(cell, "±") else {
         return format!("– (n=0/{})†", cell.planned);
     };
-    let body = match cell.std {
-        Some(std) => format!("{mean:.2} ± {std:.2}"),
-        None => format!("{mean:.2}"),
-    };
-    let body = if cell.best {
+    let mut out = if cell.best {
         format!("**{body}**")
     } else {
         body
     };
-    if cell.incomplete() {
-        format!("{body} (n={}/{})†", cell.n, cell.planned)
-    } else {
-        format!("{body} (n={})", cell.n)
+    if let Some((lo, hi)) = cell.ci {
+        out.push_str(&format!(" (CI {}, {})", table.number(lo), table.number(hi)));
     }
+    if cell.incomplete() {
+        out.push_str(&format!(" (n={}/{})†", cell.n(), cell.planned));
+    } else {
+        out.push_str(&format!(" (n={})", cell.n()));
+    }
+    if cell.significant() {
+        out.push_str("\\*");
+    }
+    out
 }
 
 /// LaTeX with booktabs rules.
@@ -148,6 +272,12 @@ pub fn latex_escape(text: &str) -> String {
             }
             '~' => out.push_str("\\textasciitilde{}"),
             '^' => out.push_str("\\textasciicircum{}"),
+            '±' => out.push_str("$\\pm$"),
+            '†' => out.push_str("$^\\dagger$"),
+            '≥' => out.push_str("$\\geq$"),
+            '<' => out.push_str("$<$"),
+            '>' => out.push_str("$>$"),
+            '`' => {}
             _ => out.push(ch),
         }
     }
@@ -174,16 +304,12 @@ impl TableFormat for Latex {
         for (name, cells) in &table.rows {
             out.push_str(&latex_escape(name));
             for cell in cells {
-                out.push_str(&format!(" & {}", latex_cell(cell)));
+                out.push_str(&format!(" & {}", latex_cell(table, cell)));
             }
             out.push_str(" \\\\\n");
         }
         out.push_str("\\bottomrule\n\\end{tabular}\n");
-        let mut note =
-            String::from("Mean $\\pm$ sample standard deviation over seeds ($n$ in parentheses).");
-        if table.any_incomplete() {
-            note.push_str(&format!(" $^\\dagger$ {}.", latex_escape(INCOMPLETE_NOTE)));
-        }
+        let note = latex_escape(&table.notes().join(" "));
         out.push_str(&format!(
             "\\par\\smallskip{{\\footnotesize {note}}}\n\\end{{table}}\n"
         ));
@@ -191,61 +317,115 @@ impl TableFormat for Latex {
     }
 }
 
-fn latex_cell(cell: &Cell) -> String {
-    let Some(mean) = cell.mean else {
+fn latex_cell(table: &Table, cell: &Cell) -> String {
+    let Some(body) = table.body(cell, "\\pm") else {
         return format!("-- ($0/{}$)$^\\dagger$", cell.planned);
     };
-    let body = match cell.std {
-        Some(std) => format!("{mean:.2} \\pm {std:.2}"),
-        None => format!("{mean:.2}"),
-    };
     let body = if cell.best {
-        format!("$\\mathbf{{{body}}}$")
+        format!("\\mathbf{{{body}}}")
     } else {
-        format!("${body}$")
+        body
     };
-    if cell.incomplete() {
-        format!("{body} ({}/{})$^\\dagger$", cell.n, cell.planned)
-    } else {
-        format!("{body} ({})", cell.n)
+    let mut out = format!("${body}$");
+    if let Some((lo, hi)) = cell.ci {
+        out.push_str(&format!(
+            " (CI ${}, {}$)",
+            table.number(lo),
+            table.number(hi)
+        ));
     }
+    if cell.incomplete() {
+        out.push_str(&format!(" ({}/{})$^\\dagger$", cell.n(), cell.planned));
+    } else {
+        out.push_str(&format!(" ({})", cell.n()));
+    }
+    if cell.significant() {
+        out.push_str("$^{*}$");
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn table(rows: Vec<(&str, Vec<Cell>)>) -> Table {
+        Table {
+            title: "t".into(),
+            row_header: "scheme".into(),
+            columns: vec!["copy".into()],
+            rows: rows.into_iter().map(|(n, c)| (n.to_string(), c)).collect(),
+            decimals: 2,
+            aggregate: Aggregate::MeanStd,
+            higher_is_better: true,
+            baseline: None,
+        }
+    }
+
     #[test]
     fn aggregates_by_hand() {
-        // Seeds 0.5, 0.7, 0.9 of 4 planned (one failed): mean 0.7, std 0.2.
-        let c = Cell::from_values(&[0.5, 0.7, 0.9], 4);
-        assert!((c.mean.unwrap() - 0.7).abs() < 1e-12);
-        assert!((c.std.unwrap() - 0.2).abs() < 1e-12);
+        // Seeds 0.5, 0.7, 0.9 of 4 planned (one failed): mean 0.7, std 0.2;
+        // 95% CI 0.7 ± 4.303·0.2/√3 = [0.203, 1.197]; median 0.7, IQR [0.6, 0.8].
+        let c = Cell::new(vec![0.5, 0.7, 0.9], 4, Aggregate::MeanStd, true);
+        assert!((c.value.unwrap() - 0.7).abs() < 1e-12);
+        let Spread::Std(std) = c.spread else {
+            panic!("{:?}", c.spread)
+        };
+        assert!((std - 0.2).abs() < 1e-12);
+        let (lo, hi) = c.ci.unwrap();
+        assert!((lo - 0.2031).abs() < 1e-3 && (hi - 1.1969).abs() < 1e-3);
         assert!(c.incomplete());
-        assert_eq!(markdown_cell(&c), "0.70 ± 0.20 (n=3/4)†");
+        let t = table(vec![]);
+        assert_eq!(
+            markdown_cell(&t, &c),
+            "0.70 ± 0.20 (CI 0.20, 1.20) (n=3/4)†"
+        );
+        let m = Cell::new(vec![0.5, 0.7, 0.9], 3, Aggregate::MedianIqr, false);
+        assert_eq!(m.spread, Spread::Iqr(0.6, 0.8));
+        assert_eq!(markdown_cell(&t, &m), "0.70 [0.60, 0.80] (n=3)");
+        let x = Cell::new(vec![0.5, 0.9, 0.7], 3, Aggregate::Max, false);
+        assert_eq!((x.value, x.spread), (Some(0.9), Spread::None));
+        let empty = Cell::new(vec![], 2, Aggregate::MeanStd, true);
+        assert_eq!(markdown_cell(&t, &empty), "– (n=0/2)†");
     }
 
     #[test]
     fn best_cells_are_bold_with_ties() {
-        let mut t = Table {
-            title: "t".into(),
-            row_header: "scheme".into(),
-            columns: vec!["copy".into()],
-            rows: vec![
-                ("a".into(), vec![Cell::from_values(&[0.9], 1)]),
-                ("b".into(), vec![Cell::from_values(&[0.901], 1)]),
-                ("c".into(), vec![Cell::from_values(&[0.5], 1)]),
-            ],
-            notes: vec![],
-        };
-        t.mark_best(true);
+        let cell = |v: f64| vec![Cell::new(vec![v], 1, Aggregate::MeanStd, false)];
+        let mut t = table(vec![("a", cell(0.9)), ("b", cell(0.901)), ("c", cell(0.5))]);
+        t.finish();
         let bold: Vec<bool> = t.rows.iter().map(|(_, c)| c[0].best).collect();
         assert_eq!(bold, vec![true, true, false]);
         assert!(Markdown.render(&t).contains("**0.90**"));
         // Perplexity: the lowest is best.
-        t.mark_best(false);
+        t.higher_is_better = false;
+        t.finish();
         let bold: Vec<bool> = t.rows.iter().map(|(_, c)| c[0].best).collect();
         assert_eq!(bold, vec![false, false, true]);
+    }
+
+    #[test]
+    fn rows_are_tested_against_the_baseline() {
+        let cell = |v: Vec<f64>| vec![Cell::new(v, 3, Aggregate::MeanStd, false)];
+        let mut t = table(vec![
+            ("none", cell(vec![1.0, 2.0, 3.0])),
+            ("rope", cell(vec![4.0, 5.0, 6.0])),
+            ("alibi", cell(vec![1.5, 2.0, 3.5])),
+        ]);
+        t.baseline = Some("none".into());
+        t.finish();
+        assert_eq!(t.rows[0].1[0].p_value, None);
+        assert!((t.rows[1].1[0].p_value.unwrap() - 0.021_312).abs() < 1e-5);
+        assert!(!t.rows[2].1[0].significant());
+        let md = Markdown.render(&t);
+        assert!(md.contains("**5.00 ± 1.00** (n=3)\\*"), "{md}");
+        assert!(md.contains("\\* differs from `none` at p < 0.05"), "{md}");
+        let tex = Latex.render(&t);
+        assert!(
+            tex.contains("$\\mathbf{5.00 \\pm 1.00}$ (3)$^{*}$"),
+            "{tex}"
+        );
+        assert!(tex.contains("Welch's t-test"), "{tex}");
     }
 
     #[test]
