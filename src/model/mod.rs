@@ -80,9 +80,9 @@ impl ModelConfig {
                 format!("{} layers; valid: 1 to 64", self.layers),
             ));
         }
-        if self.heads == 0 || self.d_model % self.heads != 0 {
+        if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
             let valid: Vec<String> = (1..=self.d_model)
-                .filter(|h| self.d_model % h == 0)
+                .filter(|h| self.d_model.is_multiple_of(*h))
                 .map(|h| h.to_string())
                 .collect();
             return Err(FieldError::new(

@@ -35,7 +35,7 @@ impl SchemeDef for Multiscale {
     type Options = MultiscaleOptions;
     fn check(options: &MultiscaleOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         let n = options.bases.len();
-        if n == 0 || ctx.heads % n != 0 {
+        if n == 0 || !ctx.heads.is_multiple_of(n) {
             return Err(FieldError::new(
                 &["bases"],
                 format!("{n} bases cannot split {} heads evenly; valid: a list whose length divides the head count", ctx.heads),
