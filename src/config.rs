@@ -30,14 +30,27 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line: values quoted from the file may hold newlines or other
+    /// control characters, which are escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message: String = self
+            .message
+            .chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_string(),
+                '\r' => "\\r".to_string(),
+                '\t' => "\\t".to_string(),
+                c if c.is_control() => c.escape_unicode().to_string(),
+                c => c.to_string(),
+            })
+            .collect();
         write!(
             f,
             "{}:{}:{}: {}",
             self.file.display(),
             self.location.line,
             self.location.column,
-            self.message
+            message
         )
     }
 }

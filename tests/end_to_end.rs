@@ -1,8 +1,10 @@
 //! The command line from YAML to report, in a temporary directory.
 
+mod common;
+
+use common::posembed;
 use polars::prelude::*;
 use std::path::Path;
-use std::process::Command;
 
 const EXPERIMENT: &str = "
 name: e2e
@@ -16,14 +18,6 @@ defaults:
 grid:
   positional.scheme: [none, learned]
 ";
-
-fn posembed(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_posembed"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("posembed runs")
-}
 
 fn columns(path: &Path) -> (DataFrame, Vec<String>) {
     let df = ParquetReader::new(std::fs::File::open(path).unwrap())

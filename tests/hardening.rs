@@ -2,8 +2,10 @@
 //! 2 with nothing written; concurrent sweeps, corrupt records and failed
 //! writes never corrupt an experiment.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::{posembed, text};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BASE: &str = "seeds: [0]
@@ -18,31 +20,6 @@ defaults:
 fn sweep_yaml() -> String {
     let base = BASE.replace("seeds: [0]", "seeds: [0, 1]");
     format!("name: sweep\n{base}grid:\n  positional.scheme: [none, alibi, rope]\n")
-}
-
-fn posembed(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posembed"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("posembed runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn records(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("results/sweep/runs"))
-        .map(|d| {
-            d.filter(|e| e.as_ref().unwrap().path().join("record.json").exists())
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 #[test]
@@ -105,7 +82,7 @@ fn a_second_sweep_on_the_same_experiment_is_refused() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while records(tmp.path()) < 1 {
+    while common::records(tmp.path(), "sweep") < 1 {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -124,7 +101,7 @@ fn a_second_sweep_on_the_same_experiment_is_refused() {
     first.wait().unwrap();
     let resumed = posembed(tmp.path(), &["run", "sweep.yaml"]);
     assert!(resumed.status.success(), "{}", text(&resumed));
-    assert_eq!(records(tmp.path()), 6);
+    assert_eq!(common::records(tmp.path(), "sweep"), 6);
 }
 
 #[test]
@@ -163,12 +140,7 @@ fn a_corrupt_record_is_reported_and_retrained() {
 fn a_failed_write_stops_the_sweep_cleanly_and_a_rerun_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("sweep.yaml"), sweep_yaml()).unwrap();
-    let plan = posembed(tmp.path(), &["plan", "sweep.yaml"]);
-    let ids: Vec<String> = String::from_utf8_lossy(&plan.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next().map(String::from))
-        .collect();
+    let ids = common::run_ids(tmp.path(), "sweep.yaml");
     // The third run's record directory is blocked by a file: its save fails
     // as on a full or read-only disk.
     let runs = tmp.path().join("results/sweep/runs");
@@ -184,10 +156,14 @@ fn a_failed_write_stops_the_sweep_cleanly_and_a_rerun_resumes() {
     );
     assert!(log.contains("no new runs will start"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
-    assert_eq!(records(tmp.path()), 2, "the runs before it are kept");
+    assert_eq!(
+        common::records(tmp.path(), "sweep"),
+        2,
+        "the runs before it are kept"
+    );
     std::fs::remove_file(&blocker).unwrap();
     let again = posembed(tmp.path(), &["run", "sweep.yaml"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("2 of 6 runs already complete"));
-    assert_eq!(records(tmp.path()), 6);
+    assert_eq!(common::records(tmp.path(), "sweep"), 6);
 }

@@ -1,8 +1,11 @@
 //! Reports from the command line: the `report:` section and flags, seed
 //! statistics, LaTeX that compiles, and stable charts.
 
+mod common;
+
+use common::{posembed_env as posembed, text};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const SWEEP: &str = "
 name: rep
@@ -17,34 +20,11 @@ grid:
   positional.scheme: [none, alibi, rope]
 ";
 
-fn posembed(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posembed"))
-        .current_dir(dir)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("posembed runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs `yaml` in a fresh directory; `fail` names a run to fail.
 fn sweep(yaml: &str, fail: Option<usize>) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("rep.yaml"), yaml).unwrap();
-    let plan = posembed(tmp.path(), &["plan", "rep.yaml"], &[]);
-    let ids: Vec<String> = String::from_utf8_lossy(&plan.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next().map(String::from))
-        .filter(|id| id.len() == 12)
-        .collect();
+    let ids = common::run_ids(tmp.path(), "rep.yaml");
     let env: Vec<(&str, &str)> = fail
         .map(|i| ("POSEMBED_FAIL_RUN", ids[i].as_str()))
         .into_iter()

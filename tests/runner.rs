@@ -1,8 +1,11 @@
 //! The sweep runner from the command line: crashes, interrupts, failures,
 //! shards and merges, in temporary directories.
 
+mod common;
+
+use common::{posembed, posembed_env, text};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Six tiny runs (three schemes × two seeds), each well under a second.
@@ -19,53 +22,11 @@ grid:
   positional.scheme: [none, alibi, rope]
 ";
 
-fn posembed(dir: &Path, args: &[&str]) -> Output {
-    posembed_env(dir, args, &[])
-}
-
-fn posembed_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posembed"))
-        .current_dir(dir)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("posembed runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// An experiment directory with `yaml` written as sweep.yaml.
 fn workspace(yaml: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("sweep.yaml"), yaml).unwrap();
     tmp
-}
-
-/// The run ids in plan order, from `posembed plan`.
-fn run_ids(dir: &Path) -> Vec<String> {
-    let out = posembed(dir, &["plan", "sweep.yaml"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|id| id.len() == 12)
-        .map(String::from)
-        .collect()
-}
-
-fn records(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("results/sweep/runs"))
-        .map(|d| {
-            d.filter(|e| e.as_ref().unwrap().path().join("record.json").exists())
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// An uninterrupted reference sweep's eval frame and summary table.
@@ -89,7 +50,7 @@ fn start_and_wait_for(dir: &Path, records_wanted: usize) -> std::process::Child 
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while records(dir) < records_wanted {
+    while common::records(dir, "sweep") < records_wanted {
         assert!(Instant::now() < deadline, "no records appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -103,7 +64,7 @@ fn a_killed_sweep_resumes_to_identical_results() {
     let mut child = start_and_wait_for(tmp.path(), 2);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    let done = records(tmp.path());
+    let done = common::records(tmp.path(), "sweep");
     assert!(done < 6, "the sweep finished before the kill");
     let out = posembed(tmp.path(), &["run", "sweep.yaml", "--jobs", "2"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -138,20 +99,20 @@ fn an_interrupt_finishes_running_runs_writes_frames_and_exits_130() {
         log.contains("run the same command again to resume"),
         "{log}"
     );
-    let done = records(tmp.path());
+    let done = common::records(tmp.path(), "sweep");
     assert!((1..6).contains(&done), "{done} records");
     // The frames hold exactly the completed runs.
     let csv = std::fs::read_to_string(tmp.path().join("results/sweep/runs.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + done, "{csv}");
     let again = posembed(tmp.path(), &["run", "sweep.yaml"]);
     assert!(again.status.success(), "{}", text(&again));
-    assert_eq!(records(tmp.path()), 6);
+    assert_eq!(common::records(tmp.path(), "sweep"), 6);
 }
 
 #[test]
 fn a_failing_run_is_recorded_and_the_others_complete() {
     let tmp = workspace(SWEEP);
-    let ids = run_ids(tmp.path());
+    let ids = common::run_ids(tmp.path(), "sweep.yaml");
     assert_eq!(ids.len(), 6);
     let fail = [("POSEMBED_FAIL_RUN", ids[2].as_str())];
     let out = posembed_env(tmp.path(), &["run", "sweep.yaml", "--jobs", "2"], &fail);
@@ -161,7 +122,11 @@ fn a_failing_run_is_recorded_and_the_others_complete() {
         log.contains("1 runs did not finish ok") && log.contains(&ids[2]),
         "{log}"
     );
-    assert_eq!(records(tmp.path()), 6, "the failure is recorded too");
+    assert_eq!(
+        common::records(tmp.path(), "sweep"),
+        6,
+        "the failure is recorded too"
+    );
     let csv = std::fs::read_to_string(tmp.path().join("results/sweep/runs.csv")).unwrap();
     let failed: Vec<&str> = csv.lines().filter(|l| l.contains(",failed,")).collect();
     assert_eq!(failed.len(), 1, "{csv}");
@@ -179,7 +144,7 @@ fn a_failing_run_is_recorded_and_the_others_complete() {
 #[test]
 fn fail_fast_launches_nothing_after_a_failure() {
     let tmp = workspace(SWEEP);
-    let ids = run_ids(tmp.path());
+    let ids = common::run_ids(tmp.path(), "sweep.yaml");
     let fail = [("POSEMBED_FAIL_RUN", ids[0].as_str())];
     let out = posembed_env(
         tmp.path(),
@@ -189,7 +154,7 @@ fn fail_fast_launches_nothing_after_a_failure() {
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(log.contains("--fail-fast"), "{log}");
-    assert_eq!(records(tmp.path()), 1, "{log}");
+    assert_eq!(common::records(tmp.path(), "sweep"), 1, "{log}");
 }
 
 #[test]
@@ -278,7 +243,7 @@ fn a_changed_plan_names_new_and_dropped_runs() {
     let tmp = workspace(SWEEP);
     let out = posembed(tmp.path(), &["run", "sweep.yaml"]);
     assert!(out.status.success(), "{}", text(&out));
-    let old = run_ids(tmp.path());
+    let old = common::run_ids(tmp.path(), "sweep.yaml");
     std::fs::write(
         tmp.path().join("sweep.yaml"),
         SWEEP.replace("[none, alibi, rope]", "[none, alibi, sinusoidal]"),
@@ -294,7 +259,11 @@ fn a_changed_plan_names_new_and_dropped_runs() {
             && log.contains(&old[5]),
         "{log}"
     );
-    assert_eq!(records(tmp.path()), 8, "old records are kept");
+    assert_eq!(
+        common::records(tmp.path(), "sweep"),
+        8,
+        "old records are kept"
+    );
     let csv = std::fs::read_to_string(tmp.path().join("results/sweep/runs.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "frames hold the plan only");
 }

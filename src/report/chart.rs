@@ -105,16 +105,46 @@ fn curve(data: &ReportData, runs: &[&RunRow], metric: Metric) -> Vec<(f64, f64, 
 /// length: one panel per task, one line per scheme with a ± std band, the
 /// training range shaded.
 pub fn accuracy_vs_length(data: &ReportData, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let tasks = data.tasks();
-    let (rows, cols) = panel_grid(tasks.len());
-    let width = 480 * cols as u32;
-    let legend = legend_rows(&data.schemes(), width).len() as u32;
     save_chart(
         out_dir,
         "accuracy_vs_length",
-        (width, 410 * rows as u32 + LEGEND_ROW * legend),
+        task_grid_size(data),
         &AccuracyChart(data),
     )
+}
+
+/// The size of a chart with one 480×410 panel per task and the legend below.
+fn task_grid_size(data: &ReportData) -> (u32, u32) {
+    let (rows, cols) = panel_grid(data.tasks().len());
+    let width = 480 * cols as u32;
+    let legend = legend_rows(&data.schemes(), width).len() as u32;
+    (width, 410 * rows as u32 + LEGEND_ROW * legend)
+}
+
+/// Legend entries, packed in rows (see [`legend_rows`]).
+type LegendRows = Vec<Vec<(usize, String, i32)>>;
+
+/// One panel per task, the legend area below them and its rows.
+type TaskGrid<DB> = (
+    Vec<DrawingArea<DB, Shift>>,
+    DrawingArea<DB, Shift>,
+    LegendRows,
+);
+
+/// A white chart split into one panel per task and the legend area below.
+fn task_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &ReportData,
+) -> anyhow::Result<TaskGrid<DB>> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (width, height) = root.dim_in_pixel();
+    let rows = legend_rows(&data.schemes(), width);
+    let (plots, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
+    Ok((
+        plots.split_evenly(panel_grid(data.tasks().len())),
+        legend,
+        rows,
+    ))
 }
 
 struct AccuracyChart<'a>(&'a ReportData);
@@ -132,13 +162,8 @@ fn draw_accuracy<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     data: &ReportData,
 ) -> anyhow::Result<()> {
-    root.fill(&WHITE).map_err(plot_err)?;
-    let schemes = data.schemes();
-    let tasks = data.tasks();
-    let (width, height) = root.dim_in_pixel();
-    let rows = legend_rows(&schemes, width);
-    let (plots, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
-    let panels = plots.split_evenly(panel_grid(tasks.len()));
+    let (schemes, tasks) = (data.schemes(), data.tasks());
+    let (panels, legend, rows) = task_grid(root, data)?;
     for (panel, task) in panels.iter().zip(&tasks) {
         let task_runs: Vec<&RunRow> = data.runs.iter().filter(|r| &r.task == task).collect();
         let first = task_runs[0];
@@ -318,14 +343,10 @@ pub fn training_curves(
     scale: Scale,
     out_dir: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let tasks = data.tasks();
-    let (rows, cols) = panel_grid(tasks.len());
-    let width = 480 * cols as u32;
-    let legend = legend_rows(&data.schemes(), width).len() as u32;
     save_chart(
         out_dir,
         "training_curves",
-        (width, 410 * rows as u32 + LEGEND_ROW * legend),
+        task_grid_size(data),
         &CurvesChart(data, scale),
     )
 }
@@ -335,13 +356,8 @@ struct CurvesChart<'a>(&'a ReportData, Scale);
 impl Chart for CurvesChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         let (data, scale) = (self.0, self.1);
-        root.fill(&WHITE).map_err(plot_err)?;
-        let schemes = data.schemes();
-        let tasks = data.tasks();
-        let (width, height) = root.dim_in_pixel();
-        let rows = legend_rows(&schemes, width);
-        let (plots, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
-        let panels = plots.split_evenly(panel_grid(tasks.len()));
+        let (schemes, tasks) = (data.schemes(), data.tasks());
+        let (panels, legend, rows) = task_grid(root, data)?;
         for (panel, task) in panels.iter().zip(&tasks) {
             let lines: Vec<Line> = schemes
                 .iter()
@@ -744,8 +760,8 @@ fn number_2(y: f64) -> String {
 const LEGEND_ROW: u32 = 28;
 
 /// Legend entries (index, label, x offset) packed into rows of `width` pixels.
-fn legend_rows(labels: &[String], width: u32) -> Vec<Vec<(usize, String, i32)>> {
-    let mut rows: Vec<Vec<(usize, String, i32)>> = vec![Vec::new()];
+fn legend_rows(labels: &[String], width: u32) -> LegendRows {
+    let mut rows: LegendRows = vec![Vec::new()];
     let mut x = 20;
     for (i, label) in labels.iter().enumerate() {
         let w = 56 + 9 * label.chars().count() as i32;
