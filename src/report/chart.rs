@@ -78,7 +78,7 @@ fn save_chart(
 }
 
 /// Mean and sample std of `metric` per evaluated length over the ok runs given.
-fn curve(data: &ReportData, runs: &[&RunRow], metric: Metric) -> Vec<(f64, f64, f64)> {
+fn curve(data: &ReportData, runs: &[&RunRow], metric: Metric) -> Vec<Point> {
     let mut lengths: Vec<u64> = data
         .eval
         .iter()
@@ -155,8 +155,11 @@ impl Chart for AccuracyChart<'_> {
     }
 }
 
-/// One scheme's line in a panel: its palette index and (length, mean, std) points.
-type Line = (usize, Vec<(f64, f64, f64)>);
+/// A point of a line: x, the value, and the band's low and high ends.
+type Point = (f64, f64, f64, f64);
+
+/// One scheme's line in a panel: its palette index and points.
+type Line = (usize, Vec<Point>);
 
 fn draw_accuracy<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -247,7 +250,7 @@ where
         .label_style((FAMILY, 15))
         .axis_desc_style((FAMILY, 16))
         .x_label_formatter(&|x| number(*x))
-        .y_label_formatter(&|y| number_2(*y))
+        .y_label_formatter(&|y| tick_label(*y))
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(230, 230, 230))
         .draw()
@@ -273,20 +276,15 @@ where
         let c = colour(*i);
         let mut band: Vec<(f64, f64)> = points
             .iter()
-            .map(|&(x, m, s)| (x, (m + s).min(ceiling)))
+            .map(|&(x, _, _, hi)| (x, hi.min(ceiling)))
             .collect();
-        band.extend(
-            points
-                .iter()
-                .rev()
-                .map(|&(x, m, s)| (x, (m - s).max(floor))),
-        );
+        band.extend(points.iter().rev().map(|&(x, _, lo, _)| (x, lo.max(floor))));
         chart
             .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
             .map_err(plot_err)?;
         chart
             .draw_series(LineSeries::new(
-                points.iter().map(|&(x, m, _)| (x, m)),
+                points.iter().map(|&(x, m, _, _)| (x, m)),
                 c.stroke_width(2),
             ))
             .map_err(plot_err)?;
@@ -295,7 +293,7 @@ where
                 .draw_series(
                     points
                         .iter()
-                        .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
+                        .map(|&(x, m, _, _)| Circle::new((x, m), 3, c.filled())),
                 )
                 .map_err(plot_err)?;
         }
@@ -303,26 +301,41 @@ where
     Ok(())
 }
 
-/// (x, mean, sample std) of `values`; std 0 for a single value.
-fn mean_std(x: f64, values: &[f64]) -> (f64, f64, f64) {
+/// The mean of `values` at x with a band of ± one sample std (none for a single value).
+fn mean_std(x: f64, values: &[f64]) -> Point {
     match values.len() {
-        0 => (x, f64::NAN, 0.0),
-        1 => (x, values[0], 0.0),
-        _ => (
-            x,
-            super::stats::mean(values),
-            super::stats::variance(values).sqrt(),
-        ),
+        0 => (x, f64::NAN, f64::NAN, f64::NAN),
+        1 => (x, values[0], values[0], values[0]),
+        _ => {
+            let (m, s) = (
+                super::stats::mean(values),
+                super::stats::variance(values).sqrt(),
+            );
+            (x, m, m - s, m + s)
+        }
     }
+}
+
+/// The mean of `values` at x with a min–max band (for log axes, where a
+/// ± std band can reach below zero).
+fn mean_min_max(x: f64, values: &[f64]) -> Point {
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    (x, super::stats::mean(values), lo, hi)
 }
 
 /// A log axis over the lines' means and bands, with round ticks.
 fn log_range(lines: &[Line]) -> (f64, f64) {
-    let means = lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, m, _)| m));
+    let lows = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|&(_, m, lo, _)| if lo > 0.0 { lo } else { m }));
     let tops = lines
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|&(_, m, s)| m + s));
-    let bottom = means
+        .flat_map(|(_, p)| p.iter().map(|&(_, _, _, hi)| hi));
+    let bottom = lows
         .filter(|m| *m > 0.0)
         .fold(f64::INFINITY, f64::min)
         .min(1e300)
@@ -377,7 +390,10 @@ impl Chart for CurvesChart<'_> {
                     }
                     let points = by_step
                         .iter()
-                        .map(|(&step, v)| mean_std(step as f64, v))
+                        .map(|(&step, v)| match scale {
+                            Scale::Log => mean_min_max(step as f64, v),
+                            Scale::Linear => mean_std(step as f64, v),
+                        })
                         .collect();
                     (i, points)
                 })
@@ -436,7 +452,7 @@ impl Chart for CostChart<'_> {
         let (width, height) = root.dim_in_pixel();
         let rows = legend_rows(&schemes, width);
         let (plot, legend) = root.split_vertically(height - LEGEND_ROW * rows.len() as u32);
-        let bars: Vec<(f64, f64, f64)> = schemes
+        let bars: Vec<Point> = schemes
             .iter()
             .enumerate()
             .map(|(i, scheme)| {
@@ -451,7 +467,7 @@ impl Chart for CostChart<'_> {
             .collect();
         let top = bars
             .iter()
-            .map(|&(_, m, s)| if m.is_finite() { m + s } else { 0.0 })
+            .map(|&(_, m, _, hi)| if m.is_finite() { hi } else { 0.0 })
             .fold(1.0, f64::max)
             * 1.15;
         let n = schemes.len() as f64;
@@ -474,7 +490,7 @@ impl Chart for CostChart<'_> {
             .bold_line_style(RGBColor(230, 230, 230))
             .draw()
             .map_err(plot_err)?;
-        for &(x, m, s) in bars.iter().filter(|b| b.1.is_finite()) {
+        for &(x, m, lo, hi) in bars.iter().filter(|b| b.1.is_finite()) {
             let c = colour(x as usize);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
@@ -482,8 +498,8 @@ impl Chart for CostChart<'_> {
                     c.filled(),
                 )))
                 .map_err(plot_err)?;
-            if s > 0.0 {
-                let (lo, hi) = ((m - s).max(0.0), m + s);
+            if hi > lo {
+                let lo = lo.max(0.0);
                 let whisker = [
                     vec![(x, lo), (x, hi)],
                     vec![(x - 0.08, lo), (x + 0.08, lo)],
@@ -576,7 +592,7 @@ impl Chart for StructureChart<'_> {
                         let points = rows
                             .iter()
                             .filter(|r| r.panel == *name)
-                            .filter_map(|r| r.value.map(|v| (r.i as f64, v, 0.0)))
+                            .filter_map(|r| r.value.map(|v| (r.i as f64, v, v, v)))
                             .collect();
                         // Head 0 in black, the last head in the scheme's
                         // colour (blue if that is black too).
@@ -664,7 +680,7 @@ fn heatmap<DB: DrawingBackend>(
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("{name} ({} to {})", number_2(lo), number_2(hi)),
+            format!("{name} ({} to {})", tick_label(lo), tick_label(hi)),
             (FAMILY, 14),
         )
         .margin(10)
@@ -725,6 +741,10 @@ fn log_ticks(bottom: f64, top: f64) -> Vec<f64> {
             .filter(|v| (bottom..=top).contains(v))
             .collect()
     };
+    if top / bottom > 1e3 {
+        // Many decades: one tick per power of ten keeps the labels apart.
+        return within(&[1.0]);
+    }
     let coarse = within(&[1.0, 2.0, 5.0]);
     if coarse.len() >= 4 {
         return coarse;
@@ -746,14 +766,20 @@ fn log_ticks(bottom: f64, top: f64) -> Vec<f64> {
     (first..=last).map(|k| k as f64 * step).collect()
 }
 
-/// Metric axis numbers: two decimals below 10 (accuracies, small
-/// perplexities), integers above.
-fn number_2(y: f64) -> String {
-    let y = y + 0.0; // no "-0.00"
-    if y.abs() >= 10.0 {
+/// Metric axis numbers: at most two decimals without trailing zeros,
+/// integers from 100, powers like `1e-3` below 0.01.
+fn tick_label(y: f64) -> String {
+    let y = y + 0.0; // no "-0"
+    let a = y.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 100.0 {
         format!("{y:.0}")
+    } else if a >= 0.01 {
+        let text = format!("{y:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{y:.2}")
+        format!("{y:.0e}")
     }
 }
 
@@ -810,6 +836,19 @@ mod tests {
     fn log_ticks_cover_narrow_and_wide_ranges() {
         assert_eq!(log_ticks(9.0, 21.0), [10.0, 15.0, 20.0]);
         assert_eq!(log_ticks(10.8, 17.8), [12.0, 14.0, 16.0]);
+        assert_eq!(log_ticks(2e-4, 3.0), [1e-3, 1e-2, 1e-1, 1.0]);
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        let labels: Vec<String> = [0.0, -0.0, 0.5, 0.25, 1.0, 7.0, 12.5, 150.0, 0.001]
+            .iter()
+            .map(|&y| tick_label(y))
+            .collect();
+        assert_eq!(
+            labels,
+            ["0", "0", "0.5", "0.25", "1", "7", "12.5", "150", "1e-3"]
+        );
         assert_eq!(
             log_ticks(2.5, 1200.0),
             [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
