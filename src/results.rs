@@ -91,6 +91,12 @@ fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
             records.iter().map(f).collect::<Vec<Option<f64>>>(),
         )
     };
+    let opt_str = |name: &str, f: &dyn Fn(&RunRecord) -> Option<String>| {
+        Column::new(
+            name.into(),
+            records.iter().map(f).collect::<Vec<Option<String>>>(),
+        )
+    };
     let u64_col = |name: &str, f: &dyn Fn(&RunRecord) -> u64| {
         Column::new(name.into(), records.iter().map(f).collect::<Vec<u64>>())
     };
@@ -147,13 +153,7 @@ fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
                 .map(|r| r.provenance.posembed_version.clone())
                 .collect(),
         ),
-        Column::new(
-            "git_commit".into(),
-            records
-                .iter()
-                .map(|r| r.provenance.git_commit.clone())
-                .collect::<Vec<Option<String>>>(),
-        ),
+        opt_str("git_commit", &|r| r.provenance.git_commit.clone()),
         Column::new(
             "git_dirty".into(),
             records
@@ -161,27 +161,9 @@ fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
                 .map(|r| r.provenance.git_dirty)
                 .collect::<Vec<Option<bool>>>(),
         ),
-        Column::new(
-            "host".into(),
-            records
-                .iter()
-                .map(|r| r.provenance.host.clone())
-                .collect::<Vec<Option<String>>>(),
-        ),
-        Column::new(
-            "rustc_version".into(),
-            records
-                .iter()
-                .map(|r| r.provenance.rustc_version.clone())
-                .collect::<Vec<Option<String>>>(),
-        ),
-        Column::new(
-            "cpu_model".into(),
-            records
-                .iter()
-                .map(|r| r.provenance.cpu_model.clone())
-                .collect::<Vec<Option<String>>>(),
-        ),
+        opt_str("host", &|r| r.provenance.host.clone()),
+        opt_str("rustc_version", &|r| r.provenance.rustc_version.clone()),
+        opt_str("cpu_model", &|r| r.provenance.cpu_model.clone()),
         u64_col("threads", &|r| r.provenance.threads as u64),
         f64_col("started_at_unix", &|r| r.started_at_unix),
         f64_col("finished_at_unix", &|r| r.finished_at_unix),

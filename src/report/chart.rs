@@ -131,6 +131,20 @@ type TaskGrid<DB> = (
     LegendRows,
 );
 
+/// The chart builder of one task's panel: its caption and axis areas.
+fn task_panel<'a, DB: DrawingBackend>(
+    panel: &'a DrawingArea<DB, Shift>,
+    task: &str,
+) -> ChartBuilder<'a, 'static, DB> {
+    let mut builder = ChartBuilder::on(panel);
+    builder
+        .caption(task, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(52);
+    builder
+}
+
 /// A white chart split into one panel per task and the legend area below.
 fn task_grid<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -192,12 +206,7 @@ fn draw_accuracy<DB: DrawingBackend>(
             })
             .filter(|(_, points)| !points.is_empty())
             .collect();
-        let mut builder = ChartBuilder::on(panel);
-        builder
-            .caption(task, (FAMILY, 22))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(52);
+        let mut builder = task_panel(panel, task);
         let x_desc = format!("length ({})", first.length_unit);
         let axes = (x_desc.as_str(), first.metric.label());
         let shade = |label_y: f64| Shade {
@@ -401,12 +410,7 @@ impl Chart for CurvesChart<'_> {
                 .collect();
             let steps = lines.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
             let hi = steps.fold(1.0, f64::max);
-            let mut builder = ChartBuilder::on(panel);
-            builder
-                .caption(task, (FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(42)
-                .y_label_area_size(52);
+            let mut builder = task_panel(panel, task);
             let axes = ("step", "training loss (nats per token)");
             match scale {
                 Scale::Log => {
