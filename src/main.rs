@@ -133,6 +133,9 @@ enum Command {
         /// Add 95% confidence intervals of the mean.
         #[arg(long)]
         ci: bool,
+        /// Add each row's mean reciprocal rank over the columns.
+        #[arg(long)]
+        rank: bool,
         /// log or linear y axis of the training curves.
         #[arg(long)]
         loss_scale: Option<String>,
@@ -348,6 +351,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             aggregate,
             baseline,
             ci,
+            rank,
             loss_scale,
         } => {
             let name = dir
@@ -365,6 +369,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ("baseline", baseline.map(text)),
                 ("loss_scale", loss_scale.map(text)),
                 ("ci", ci.then_some(serde_yaml::Value::Bool(true))),
+                ("rank", rank.then_some(serde_yaml::Value::Bool(true))),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -116,6 +116,7 @@ fn flags_choose_rows_columns_metric_and_aggregate() {
             "median_iqr",
             "--buckets",
             "[in_distribution, [5, 6]]",
+            "--rank",
             "--out",
             "flags",
         ],
@@ -125,9 +126,32 @@ fn flags_choose_rows_columns_metric_and_aggregate() {
     let md = read(tmp.path(), "flags/summary.md");
     assert!(md.contains("### Token accuracy by length bucket"), "{md}");
     assert!(
-        md.contains("| scheme | in distribution | lengths 5–6 |"),
+        md.contains("| scheme | in distribution | lengths 5–6 | MRR |"),
         "{md}"
     );
+    // One MRR per scheme, each the mean of 1/rank over two columns.
+    let mrr: Vec<f64> = md
+        .lines()
+        .filter(|l| {
+            l.starts_with("| none |") || l.starts_with("| alibi |") || l.starts_with("| rope |")
+        })
+        .map(|l| {
+            l.trim_end_matches(" |")
+                .rsplit("| ")
+                .next()
+                .unwrap()
+                .replace("**", "")
+        })
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(mrr.len(), 3, "{md}");
+    let possible = [1.0, 0.75, 2.0 / 3.0, 0.5, 5.0 / 12.0, 1.0 / 3.0];
+    assert!(
+        mrr.iter()
+            .all(|m| possible.iter().any(|p| (p - m).abs() < 0.006)),
+        "{mrr:?}"
+    );
+    assert!(md.contains("MRR: mean over the columns of 1/rank"), "{md}");
     assert!(
         md.contains("Cells: median [first quartile, third quartile]"),
         "{md}"
@@ -136,7 +160,12 @@ fn flags_choose_rows_columns_metric_and_aggregate() {
     assert!(
         csv.starts_with("table,row,column,value,std,q1,q3,ci_low,ci_high,n,planned,best,p_value")
     );
-    assert_eq!(csv.lines().count(), 1 + 3 * 2, "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 3 * 2 + 3, "{csv}");
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",MRR,")).count(),
+        3,
+        "{csv}"
+    );
 
     let bad = posembed(
         tmp.path(),

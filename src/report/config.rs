@@ -22,6 +22,9 @@ pub struct ReportConfig {
     pub baseline: Option<String>,
     /// Add 95% t-intervals of the mean (with `aggregate: mean_std`).
     pub ci: bool,
+    /// Add a mean-reciprocal-rank column: each row's rank in every column
+    /// (1 = best; ties share the better rank), 1/rank averaged over columns.
+    pub rank: bool,
     /// The y axis of the training-curve chart.
     pub loss_scale: Scale,
 }
@@ -36,6 +39,7 @@ impl Default for ReportConfig {
             aggregate: Aggregate::MeanStd,
             baseline: None,
             ci: false,
+            rank: false,
             loss_scale: Scale::Log,
         }
     }

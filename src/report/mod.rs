@@ -454,6 +454,8 @@ impl ReportData {
             aggregate: cfg.aggregate,
             higher_is_better: metric.higher_is_better(),
             baseline,
+            rank: cfg.rank,
+            mrr: Vec::new(),
         })
     }
 }
@@ -655,7 +657,7 @@ fn summary_csv(tables: &[Table]) -> anyhow::Result<Vec<u8>> {
     let mut counts: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut best = Vec::new();
     for t in tables {
-        for (row, cells) in &t.rows {
+        for (r, (row, cells)) in t.rows.iter().enumerate() {
             for (column, cell) in t.columns.iter().zip(cells) {
                 cols.entry("table").or_default().push(Some(t.title.clone()));
                 cols.entry("row").or_default().push(Some(row.clone()));
@@ -682,6 +684,22 @@ fn summary_csv(tables: &[Table]) -> anyhow::Result<Vec<u8>> {
                     .or_default()
                     .push(cell.planned as u64);
                 best.push(cell.best);
+            }
+            if let Some(&(mrr, top)) = t.mrr.get(r) {
+                cols.entry("table").or_default().push(Some(t.title.clone()));
+                cols.entry("row").or_default().push(Some(row.clone()));
+                cols.entry("column").or_default().push(Some("MRR".into()));
+                for name in ["std", "q1", "q3", "ci_low", "ci_high", "p_value"] {
+                    nums.entry(name).or_default().push(None);
+                }
+                nums.entry("value").or_default().push(Some(mrr));
+                let ranked = cells.iter().filter(|c| c.value.is_some()).count();
+                counts.entry("n").or_default().push(ranked as u64);
+                counts
+                    .entry("planned")
+                    .or_default()
+                    .push(cells.len() as u64);
+                best.push(top);
             }
         }
     }
@@ -721,7 +739,7 @@ fn index_text(files: &[PathBuf], out_dir: &Path) -> String {
         match name {
         "summary.md" => "Tables: exact match (perplexity for language modelling, or the metric the `report:` section chooses) out of and within the training lengths, one cell per row × column summarising the seeds (n), best per column in bold.",
         "summary.tex" => "The same tables in LaTeX (booktabs).",
-        "summary.csv" => "Every table cell as one CSV row: value, spread, n, planned seeds, CI and p-value against the baseline.",
+        "summary.csv" => "Every table cell as one CSV row: value, spread, n, planned seeds, CI and p-value against the baseline (with `rank`, each row's MRR as column `MRR`, n = the columns it has a value in).",
         n if n.starts_with("accuracy_vs_length") => "Exact match (perplexity, log scale, for language modelling) versus evaluation length, one line per scheme (band: ± std over seeds), one panel per task; shaded: training lengths.",
         n if n.starts_with("training_curves") => "Training loss versus step, one line per scheme (mean over seeds, band: ± std), one panel per task.",
         n if n.starts_with("cost") => "Training throughput per scheme: mean tokens/s over its runs, error bars ± std.",

@@ -105,12 +105,20 @@ pub struct Table {
     pub higher_is_better: bool,
     /// The row every other row is tested against.
     pub baseline: Option<String>,
+    /// Whether the table shows each row's mean reciprocal rank.
+    pub rank: bool,
+    /// Per row (after `finish`, with `rank`): the mean over columns of
+    /// 1/rank, a missing value counting 0; and whether it is the highest.
+    pub mrr: Vec<(f64, bool)>,
 }
 
 impl Table {
     /// Marks the best cells and the significance of every row against the baseline.
     pub fn finish(&mut self) {
         self.mark_best();
+        if self.rank {
+            self.mrr = self.mean_reciprocal_ranks();
+        }
         let Some(base) = self
             .rows
             .iter()
@@ -151,6 +159,44 @@ impl Table {
         }
     }
 
+    /// Ranks compare values at the printed precision, like the bold marks,
+    /// so a tie that the table shows as one number is one rank.
+    fn mean_reciprocal_ranks(&self) -> Vec<(f64, bool)> {
+        let key = |x: f64| {
+            let rounded: f64 = self.number(x).parse().unwrap_or(x);
+            if self.higher_is_better {
+                rounded
+            } else {
+                -rounded
+            }
+        };
+        let columns = self.columns.len().max(1) as f64;
+        let mrr: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|(_, cells)| {
+                let total: f64 = cells
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(c, cell)| {
+                        let mine = key(cell.value?);
+                        let better = self
+                            .rows
+                            .iter()
+                            .filter(|(_, other)| other[c].value.is_some_and(|v| key(v) > mine))
+                            .count();
+                        Some(1.0 / (better + 1) as f64)
+                    })
+                    .sum();
+                total / columns
+            })
+            .collect();
+        let top = mrr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        mrr.iter()
+            .map(|&m| (m, format!("{m:.2}") == format!("{top:.2}")))
+            .collect()
+    }
+
     fn any(&self, f: impl Fn(&Cell) -> bool) -> bool {
         self.rows.iter().any(|(_, cells)| cells.iter().any(&f))
     }
@@ -171,6 +217,11 @@ impl Table {
         if self.any(Cell::incomplete) {
             notes.push(
                 "† fewer seeds than planned: failed, diverged or missing runs are left out.".into(),
+            );
+        }
+        if self.rank {
+            notes.push(
+                "MRR: mean over the columns of 1/rank of the row's value (rank 1 = best; ties share the better rank; a missing value counts 0).".into(),
             );
         }
         if let Some(base) = &self.baseline {
@@ -215,13 +266,24 @@ impl TableFormat for Markdown {
         for c in &table.columns {
             out.push_str(&format!(" {c} |"));
         }
+        if table.rank {
+            out.push_str(" MRR |");
+        }
         out.push_str("\n|---|");
-        out.push_str(&"---:|".repeat(table.columns.len()));
+        out.push_str(&"---:|".repeat(table.columns.len() + usize::from(table.rank)));
         out.push('\n');
-        for (name, cells) in &table.rows {
+        for (r, (name, cells)) in table.rows.iter().enumerate() {
             out.push_str(&format!("| {name} |"));
             for cell in cells {
                 out.push_str(&format!(" {} |", markdown_cell(table, cell)));
+            }
+            if let Some(&(mrr, best)) = table.mrr.get(r) {
+                let mrr = format!("{mrr:.2}");
+                out.push_str(&if best {
+                    format!(" **{mrr}** |")
+                } else {
+                    format!(" {mrr} |")
+                });
             }
             out.push('\n');
         }
@@ -294,17 +356,28 @@ impl TableFormat for Latex {
         out.push_str(&format!("\\caption{{{}}}\n", latex_escape(&table.title)));
         out.push_str(&format!(
             "\\begin{{tabular}}{{l{}}}\n\\toprule\n",
-            "r".repeat(table.columns.len())
+            "r".repeat(table.columns.len() + usize::from(table.rank))
         ));
         out.push_str(&latex_escape(&table.row_header));
         for c in &table.columns {
             out.push_str(&format!(" & {}", latex_escape(c)));
         }
+        if table.rank {
+            out.push_str(" & MRR");
+        }
         out.push_str(" \\\\\n\\midrule\n");
-        for (name, cells) in &table.rows {
+        for (r, (name, cells)) in table.rows.iter().enumerate() {
             out.push_str(&latex_escape(name));
             for cell in cells {
                 out.push_str(&format!(" & {}", latex_cell(table, cell)));
+            }
+            if let Some(&(mrr, best)) = table.mrr.get(r) {
+                let mrr = format!("{mrr:.2}");
+                out.push_str(&if best {
+                    format!(" & $\\mathbf{{{mrr}}}$")
+                } else {
+                    format!(" & ${mrr}$")
+                });
             }
             out.push_str(" \\\\\n");
         }
@@ -350,16 +423,67 @@ mod tests {
     use super::*;
 
     fn table(rows: Vec<(&str, Vec<Cell>)>) -> Table {
+        let width = rows.first().map_or(0, |(_, cells)| cells.len());
         Table {
             title: "t".into(),
             row_header: "scheme".into(),
-            columns: vec!["copy".into()],
+            columns: (0..width).map(|c| format!("task{c}")).collect(),
             rows: rows.into_iter().map(|(n, c)| (n.to_string(), c)).collect(),
             decimals: 2,
             aggregate: Aggregate::MeanStd,
             higher_is_better: true,
             baseline: None,
+            rank: false,
+            mrr: Vec::new(),
         }
+    }
+
+    #[test]
+    fn mean_reciprocal_rank_by_hand() {
+        let one = |v: f64| Cell::new(vec![v], 1, Aggregate::MeanStd, false);
+        let none = Cell::new(vec![], 1, Aggregate::MeanStd, false);
+        // Column 0: x 0.901 and z 0.899 print as 0.90, a tie at rank 1; y is
+        // rank 3. Column 1: y rank 1, x rank 2, z missing (counts 0).
+        let rows = vec![
+            ("x", vec![one(0.901), one(0.1)]),
+            ("y", vec![one(0.5), one(0.8)]),
+            ("z", vec![one(0.899), none]),
+        ];
+        let mut t = table(rows.clone());
+        t.rank = true;
+        t.finish();
+        let expected = [
+            (1.0 + 0.5) / 2.0,
+            (1.0 / 3.0 + 1.0) / 2.0,
+            (1.0 + 0.0) / 2.0,
+        ];
+        for ((mrr, _), want) in t.mrr.iter().zip(expected) {
+            assert!((mrr - want).abs() < 1e-12, "{:?}", t.mrr);
+        }
+        assert_eq!(
+            t.mrr.iter().map(|m| m.1).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        let md = Markdown.render(&t);
+        assert!(
+            md.contains("| MRR |") && md.contains("| **0.75** |"),
+            "{md}"
+        );
+        assert!(Latex.render(&t).contains("& $\\mathbf{0.75}$"));
+        // Lower is better: column 0 ranks y first, x and z tie second;
+        // column 1 ranks x first. x and y tie at 0.75, both bold.
+        let mut t = table(rows);
+        t.rank = true;
+        t.higher_is_better = false;
+        t.finish();
+        let expected = [(0.5 + 1.0) / 2.0, (1.0 + 0.5) / 2.0, (0.5 + 0.0) / 2.0];
+        for ((mrr, _), want) in t.mrr.iter().zip(expected) {
+            assert!((mrr - want).abs() < 1e-12, "{:?}", t.mrr);
+        }
+        assert_eq!(
+            t.mrr.iter().map(|m| m.1).collect::<Vec<_>>(),
+            [true, true, false]
+        );
     }
 
     #[test]
