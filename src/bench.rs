@@ -44,8 +44,15 @@ pub const VOCAB: usize = 64;
 pub struct BenchResult {
     pub model: ReferenceModel,
     pub scheme: String,
+    /// Copies trained side by side, one thread each; the tokens/s below are
+    /// their sum.
+    pub jobs: usize,
     pub train_tokens_per_s: f64,
     pub eval_tokens_per_s: f64,
+    /// The matrix products of one training step (forward and backward
+    /// shapes), replayed alone, as a share of the step's time (mean over
+    /// the copies).
+    pub matmul_share: f64,
     /// Peak resident memory of this process so far (VmHWM), if readable.
     pub peak_rss_bytes: Option<u64>,
 }
@@ -82,9 +89,16 @@ struct Measure<'a> {
     steps: usize,
 }
 
+/// Tokens/s of training and evaluation, and the matmul share of a step.
+struct Throughput {
+    train: f64,
+    eval: f64,
+    matmul_share: f64,
+}
+
 impl WithWidths for Measure<'_> {
-    type Output = (f64, f64);
-    fn run<const D: usize, const F: usize>(self) -> (f64, f64) {
+    type Output = Throughput;
+    fn run<const D: usize, const F: usize>(self) -> Throughput {
         let dev = Cpu::seed_from_u64(0);
         let mut rng = stream(0, "bench");
         let mut model = Transformer::<D, F, Cpu>::new(
@@ -118,7 +132,10 @@ impl WithWidths for Measure<'_> {
         for _ in 0..self.steps {
             train_step(&mut model, &mut opt, &batch, &cfg, 1e-4);
         }
-        let train = (n * self.steps) as f64 / clock.elapsed().as_secs_f64();
+        let step_s = clock.elapsed().as_secs_f64() / self.steps as f64;
+        let train = n as f64 / step_s;
+        let matmul_share =
+            replay_matmuls(&dev, &self.config, D, F, self.batch, self.seq, self.steps) / step_s;
         let input = TokenBatch {
             tokens: &batch.tokens,
             positions: &batch.positions,
@@ -129,40 +146,136 @@ impl WithWidths for Measure<'_> {
             let _ = model.forward(&input, NoneTape, false).as_vec();
         }
         let eval = (n * self.steps) as f64 / clock.elapsed().as_secs_f64();
-        (train, eval)
+        Throughput {
+            train,
+            eval,
+            matmul_share,
+        }
     }
 }
 
-/// Times `steps` training and evaluation steps of `model` with `scheme` on one thread.
+/// Seconds per step of the matrix products a training step performs, run
+/// alone on random operands (mean over `steps` replays): for each linear
+/// layer y = xWᵀ its forward and the two backward products (dx = dy·W,
+/// dW = dyᵀ·x), for attention per (batch, head) the scores, the weighted
+/// sum and their backward products, and the unembedding likewise.
+fn replay_matmuls(
+    dev: &Cpu,
+    config: &ModelConfig,
+    d: usize,
+    f: usize,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+) -> f64 {
+    let (rows, bh, dh) = (batch * seq, batch * config.heads, d / config.heads);
+    // (m, k, n): an (m, k) × (k, n) product.
+    let mut linear = Vec::new();
+    let mut layer = |i: usize, o: usize| {
+        linear.extend([(rows, i, o), (rows, o, i), (o, rows, i)]);
+    };
+    for _ in 0..config.layers {
+        for _ in 0..4 {
+            layer(d, d); // q, k, v, out
+        }
+        layer(d, f);
+        layer(f, d);
+    }
+    layer(d, VOCAB);
+    let attention: Vec<(usize, usize, usize)> = (0..config.layers)
+        .flat_map(|_| {
+            [
+                (seq, dh, seq), // scores q·kᵀ
+                (seq, seq, dh), // dq = dS·k, dk = dSᵀ·q
+                (seq, seq, dh),
+                (seq, seq, dh), // weights·v
+                (seq, dh, seq), // dweights = dy·vᵀ
+                (seq, seq, dh), // dv = weightsᵀ·dy
+            ]
+        })
+        .collect();
+    let operands2: Vec<(
+        Tensor<(usize, usize), f32, Cpu>,
+        Tensor<(usize, usize), f32, Cpu>,
+    )> = linear
+        .iter()
+        .map(|&(m, k, n)| {
+            (
+                dev.sample_normal_like(&(m, k)),
+                dev.sample_normal_like(&(k, n)),
+            )
+        })
+        .collect();
+    type Batched = Tensor<(usize, usize, usize), f32, Cpu>;
+    let operands3: Vec<(Batched, Batched)> = attention
+        .iter()
+        .map(|&(m, k, n)| {
+            (
+                dev.sample_normal_like(&(bh, m, k)),
+                dev.sample_normal_like(&(bh, k, n)),
+            )
+        })
+        .collect();
+    let replay = || {
+        for (a, b) in &operands2 {
+            std::hint::black_box(a.clone().matmul(b.clone()));
+        }
+        for (a, b) in &operands3 {
+            std::hint::black_box(a.clone().matmul(b.clone()));
+        }
+    };
+    replay();
+    let clock = Instant::now();
+    for _ in 0..steps {
+        replay();
+    }
+    clock.elapsed().as_secs_f64() / steps as f64
+}
+
+/// Times `steps` training and evaluation steps of `model` with `scheme`,
+/// `jobs` copies side by side, each on its own thread (as `posembed run
+/// --jobs` trains runs: one thread per run).
 pub fn measure(
     model: ReferenceModel,
     scheme: &PositionalConfig,
     label: &str,
     steps: usize,
     activation: Activation,
+    jobs: usize,
 ) -> BenchResult {
     let (config, batch, seq) = model.config(activation);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a thread pool");
-    let (train, eval) = pool.install(|| {
-        with_widths(
-            &config.clone(),
-            Measure {
-                config,
-                positional: scheme,
-                batch,
-                seq,
-                steps,
-            },
-        )
+    let copy = || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            with_widths(
+                &config.clone(),
+                Measure {
+                    config: config.clone(),
+                    positional: scheme,
+                    batch,
+                    seq,
+                    steps,
+                },
+            )
+        })
+    };
+    let copies: Vec<Throughput> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(copy)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a bench thread"))
+            .collect()
     });
     BenchResult {
         model,
         scheme: label.to_string(),
-        train_tokens_per_s: train,
-        eval_tokens_per_s: eval,
+        jobs: copies.len(),
+        train_tokens_per_s: copies.iter().map(|c| c.train).sum(),
+        eval_tokens_per_s: copies.iter().map(|c| c.eval).sum(),
+        matmul_share: copies.iter().map(|c| c.matmul_share).sum::<f64>() / copies.len() as f64,
         peak_rss_bytes: peak_rss_bytes(),
     }
 }
@@ -177,6 +290,7 @@ pub fn medians(repeats: &[Vec<BenchResult>]) -> Vec<BenchResult> {
         .map(|i| BenchResult {
             train_tokens_per_s: median(repeats.iter().map(|r| r[i].train_tokens_per_s).collect()),
             eval_tokens_per_s: median(repeats.iter().map(|r| r[i].eval_tokens_per_s).collect()),
+            matmul_share: median(repeats.iter().map(|r| r[i].matmul_share).collect()),
             peak_rss_bytes: repeats.iter().filter_map(|r| r[i].peak_rss_bytes).max(),
             ..repeats[0][i].clone()
         })
@@ -186,20 +300,22 @@ pub fn medians(repeats: &[Vec<BenchResult>]) -> Vec<BenchResult> {
 /// A table with the ratio of each scheme to the first (`none` by default).
 pub fn table(results: &[BenchResult]) -> String {
     let mut out = format!(
-        "{:<36} {:>14} {:>10} {:>14} {:>10}\n",
-        "scheme", "train tok/s", "vs first", "eval tok/s", "vs first"
+        "{:<36} {:>5} {:>14} {:>10} {:>14} {:>10} {:>8}\n",
+        "scheme", "jobs", "train tok/s", "vs first", "eval tok/s", "vs first", "matmul"
     );
     let (t0, e0) = results
         .first()
         .map_or((1.0, 1.0), |r| (r.train_tokens_per_s, r.eval_tokens_per_s));
     for r in results {
         out.push_str(&format!(
-            "{:<36} {:>14.0} {:>10.2} {:>14.0} {:>10.2}\n",
+            "{:<36} {:>5} {:>14.0} {:>10.2} {:>14.0} {:>10.2} {:>7.0}%\n",
             r.scheme,
+            r.jobs,
             r.train_tokens_per_s,
             r.train_tokens_per_s / t0,
             r.eval_tokens_per_s,
-            r.eval_tokens_per_s / e0
+            r.eval_tokens_per_s / e0,
+            100.0 * r.matmul_share
         ));
     }
     out

@@ -172,8 +172,9 @@ enum Command {
         /// With --sweep: training steps per run.
         #[arg(long, default_value_t = 300)]
         run_steps: usize,
-        /// With --sweep: the job counts to time, e.g. 1,2.
-        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        /// Model steps: copies trained side by side, one thread each, summed
+        /// (default 1). With --sweep: the job counts to time (default 1,2).
+        #[arg(long, value_delimiter = ',')]
         jobs: Vec<usize>,
     },
     /// List the tasks, or print one example of a task.
@@ -416,6 +417,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             jobs,
         } => {
             if sweep {
+                let jobs = if jobs.is_empty() { vec![1, 2] } else { jobs };
                 let results = bench::sweep_throughput(runs, run_steps, &jobs)?;
                 if json {
                     for r in &results {
@@ -444,12 +446,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             // Schemes alternate within each repetition so that drifts in machine
             // speed hit them alike; the table reports per-scheme medians.
+            let jobs = match jobs.as_slice() {
+                [] => 1,
+                [one] => *one,
+                _ => {
+                    eprintln!(
+                        "error: --jobs: one count for model steps (a list only with --sweep)"
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let mut repeats = Vec::new();
             for _ in 0..repeat.max(1) {
                 let round: Vec<_> = names
                     .iter()
                     .zip(&configs)
-                    .map(|(name, config)| bench::measure(model, config, name, steps, activation))
+                    .map(|(name, config)| {
+                        bench::measure(model, config, name, steps, activation, jobs)
+                    })
                     .collect();
                 if json {
                     for result in &round {
