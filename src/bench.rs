@@ -194,10 +194,9 @@ fn replay_matmuls(
             ]
         })
         .collect();
-    let operands2: Vec<(
-        Tensor<(usize, usize), f32, Cpu>,
-        Tensor<(usize, usize), f32, Cpu>,
-    )> = linear
+    type Matrix = Tensor<(usize, usize), f32, Cpu>;
+    type Batched = Tensor<(usize, usize, usize), f32, Cpu>;
+    let operands2: Vec<(Matrix, Matrix)> = linear
         .iter()
         .map(|&(m, k, n)| {
             (
@@ -206,7 +205,6 @@ fn replay_matmuls(
             )
         })
         .collect();
-    type Batched = Tensor<(usize, usize, usize), f32, Cpu>;
     let operands3: Vec<(Batched, Batched)> = attention
         .iter()
         .map(|&(m, k, n)| {
