@@ -448,7 +448,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // speed hit them alike; the table reports per-scheme medians.
             let jobs = match jobs.as_slice() {
                 [] => 1,
-                [one] => *one,
+                [one] if *one >= 1 => *one,
+                [_] => {
+                    eprintln!("error: --jobs: 0 copies; valid: a count of at least 1");
+                    return Ok(ExitCode::from(2));
+                }
                 _ => {
                     eprintln!(
                         "error: --jobs: one count for model steps (a list only with --sweep)"

@@ -41,4 +41,7 @@ fn a_list_of_job_counts_needs_sweep() {
     let out = posembed(tmp.path(), &["bench", "--scheme", "none", "--jobs", "1,2"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--jobs"), "{}", text(&out));
+    let out = posembed(tmp.path(), &["bench", "--scheme", "none", "--jobs", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("at least 1"), "{}", text(&out));
 }

@@ -197,6 +197,13 @@ impl Table {
             .collect()
     }
 
+    /// Row `row`'s MRR with two decimals, passed through `bold` if it is the highest.
+    fn mrr_text(&self, row: usize, bold: impl Fn(&str) -> String) -> Option<String> {
+        let &(mrr, best) = self.mrr.get(row)?;
+        let text = format!("{mrr:.2}");
+        Some(if best { bold(&text) } else { text })
+    }
+
     fn any(&self, f: impl Fn(&Cell) -> bool) -> bool {
         self.rows.iter().any(|(_, cells)| cells.iter().any(&f))
     }
@@ -277,13 +284,8 @@ impl TableFormat for Markdown {
             for cell in cells {
                 out.push_str(&format!(" {} |", markdown_cell(table, cell)));
             }
-            if let Some(&(mrr, best)) = table.mrr.get(r) {
-                let mrr = format!("{mrr:.2}");
-                out.push_str(&if best {
-                    format!(" **{mrr}** |")
-                } else {
-                    format!(" {mrr} |")
-                });
+            if let Some(mrr) = table.mrr_text(r, |v| format!("**{v}**")) {
+                out.push_str(&format!(" {mrr} |"));
             }
             out.push('\n');
         }
@@ -371,13 +373,8 @@ impl TableFormat for Latex {
             for cell in cells {
                 out.push_str(&format!(" & {}", latex_cell(table, cell)));
             }
-            if let Some(&(mrr, best)) = table.mrr.get(r) {
-                let mrr = format!("{mrr:.2}");
-                out.push_str(&if best {
-                    format!(" & $\\mathbf{{{mrr}}}$")
-                } else {
-                    format!(" & ${mrr}$")
-                });
+            if let Some(mrr) = table.mrr_text(r, |v| format!("\\mathbf{{{v}}}")) {
+                out.push_str(&format!(" & ${mrr}$"));
             }
             out.push_str(" \\\\\n");
         }
