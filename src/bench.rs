@@ -4,6 +4,7 @@
 //! S1: d_model 128, 2 layers, ff 512, 4 heads, vocab 64, batch 32 × 64.
 //! S2: d_model 256, 4 layers, ff 1024, 4 heads, vocab 64, batch 16 × 128.
 
+use crate::model::kernels::matmul::{matmul, Mat, MatMut};
 use crate::model::{with_widths, Activation, ModelConfig, TokenBatch, Transformer, WithWidths};
 use crate::positional::{self, PositionalConfig, SchemeContext};
 use crate::seeds::stream;
@@ -135,7 +136,7 @@ impl WithWidths for Measure<'_> {
         let step_s = clock.elapsed().as_secs_f64() / self.steps as f64;
         let train = n as f64 / step_s;
         let matmul_share =
-            replay_matmuls(&dev, &self.config, D, F, self.batch, self.seq, self.steps) / step_s;
+            replay_matmuls(&self.config, D, F, self.batch, self.seq, self.steps) / step_s;
         let input = TokenBatch {
             tokens: &batch.tokens,
             positions: &batch.positions,
@@ -155,12 +156,12 @@ impl WithWidths for Measure<'_> {
 }
 
 /// Seconds per step of the matrix products a training step performs, run
-/// alone on random operands (mean over `steps` replays): for each linear
-/// layer y = xWᵀ its forward and the two backward products (dx = dy·W,
-/// dW = dyᵀ·x), for attention per (batch, head) the scores, the weighted
-/// sum and their backward products, and the unembedding likewise.
+/// alone with the fused kernels' layouts on random operands (mean over
+/// `steps` replays): for each linear layer y = xWᵀ its forward and the two
+/// backward products (dx = dy·W, dW = dyᵀ·x), the unembedding likewise, and
+/// for attention per (batch, head) the scores, the weighted sum and their
+/// four backward products, on head blocks read in place.
 fn replay_matmuls(
-    dev: &Cpu,
     config: &ModelConfig,
     d: usize,
     f: usize,
@@ -168,58 +169,62 @@ fn replay_matmuls(
     seq: usize,
     steps: usize,
 ) -> f64 {
-    let (rows, bh, dh) = (batch * seq, batch * config.heads, d / config.heads);
-    // (m, k, n): an (m, k) × (k, n) product.
-    let mut linear = Vec::new();
-    let mut layer = |i: usize, o: usize| {
-        linear.extend([(rows, i, o), (rows, o, i), (o, rows, i)]);
-    };
+    let (rows, dh) = (batch * seq, d / config.heads);
+    let widest = d.max(f).max(VOCAB);
+    let mut r = stream(1, "bench replay");
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect() };
+    let (x, w, dy) = (
+        random(rows * widest),
+        random(widest * widest),
+        random(rows * widest),
+    );
+    let (heads, weights) = (random(seq * d), random(seq * seq));
+    let (mut out, mut scores) = (vec![0.0; rows * widest], vec![0.0; seq * seq]);
+    let mut dw = vec![0.0; widest * widest];
+    let mut linears = vec![(d, VOCAB)];
     for _ in 0..config.layers {
-        for _ in 0..4 {
-            layer(d, d); // q, k, v, out
-        }
-        layer(d, f);
-        layer(f, d);
+        linears.extend([(d, d), (d, d), (d, d), (d, d), (d, f), (f, d)]);
     }
-    layer(d, VOCAB);
-    let attention: Vec<(usize, usize, usize)> = (0..config.layers)
-        .flat_map(|_| {
-            [
-                (seq, dh, seq), // scores q·kᵀ
-                (seq, seq, dh), // dq = dS·k, dk = dSᵀ·q
-                (seq, seq, dh),
-                (seq, seq, dh), // weights·v
-                (seq, dh, seq), // dweights = dy·vᵀ
-                (seq, seq, dh), // dv = weightsᵀ·dy
-            ]
-        })
-        .collect();
-    type Matrix = Tensor<(usize, usize), f32, Cpu>;
-    type Batched = Tensor<(usize, usize, usize), f32, Cpu>;
-    let operands2: Vec<(Matrix, Matrix)> = linear
-        .iter()
-        .map(|&(m, k, n)| {
-            (
-                dev.sample_normal_like(&(m, k)),
-                dev.sample_normal_like(&(k, n)),
-            )
-        })
-        .collect();
-    let operands3: Vec<(Batched, Batched)> = attention
-        .iter()
-        .map(|&(m, k, n)| {
-            (
-                dev.sample_normal_like(&(bh, m, k)),
-                dev.sample_normal_like(&(bh, k, n)),
-            )
-        })
-        .collect();
-    let replay = || {
-        for (a, b) in &operands2 {
-            std::hint::black_box(a.clone().matmul(b.clone()));
+    let mut replay = || {
+        for &(i, o) in &linears {
+            matmul(
+                MatMut::new(&mut out, rows, o),
+                Mat::new(&x, rows, i),
+                Mat::new(&w, o, i).t(),
+                true,
+            );
+            matmul(
+                MatMut::new(&mut out, rows, i),
+                Mat::new(&dy, rows, o),
+                Mat::new(&w, o, i),
+                true,
+            );
+            matmul(
+                MatMut::new(&mut dw, o, i),
+                Mat::new(&dy, rows, o).t(),
+                Mat::new(&x, rows, i),
+                true,
+            );
         }
-        for (a, b) in &operands3 {
-            std::hint::black_box(a.clone().matmul(b.clone()));
+        let head = Mat::strided(&heads, seq, dh, d);
+        let square = Mat::new(&weights, seq, seq);
+        for _ in 0..config.layers * batch * config.heads {
+            matmul(MatMut::new(&mut scores, seq, seq), head, head.t(), false); // q·kᵀ
+            matmul(MatMut::strided(&mut out, seq, dh, d), square, head, false); // p·v
+            matmul(MatMut::new(&mut scores, seq, seq), head, head.t(), false); // dp = dy·vᵀ
+            matmul(
+                MatMut::strided(&mut out, seq, dh, d),
+                square.t(),
+                head,
+                true,
+            ); // dv = pᵀ·dy
+            matmul(MatMut::strided(&mut out, seq, dh, d), square, head, true); // dq = ds·k
+            matmul(
+                MatMut::strided(&mut out, seq, dh, d),
+                square.t(),
+                head,
+                true,
+            ); // dk = dsᵀ·q
         }
     };
     replay();

@@ -4,6 +4,7 @@
 //! Language-modelling tasks choose their own examples (validation windows)
 //! and also get the loss on the last quarter of each window.
 
+use crate::model::kernels::Kernels;
 use crate::model::Transformer;
 use crate::options::FieldError;
 use crate::positional::PositionalConfig;
@@ -174,7 +175,7 @@ impl Tally {
 /// Evaluates `model` at every configured length. Randomized schemes draw
 /// their positions from a stream of (eval.seed, length) of their own, so the
 /// sequences are the same as for every other scheme.
-pub fn evaluate<const D: usize, const F: usize, Dev: Device<f32>>(
+pub fn evaluate<const D: usize, const F: usize, Dev: Kernels>(
     model: &Transformer<D, F, Dev>,
     task: &dyn Task,
     positional: &PositionalConfig,

@@ -187,6 +187,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    posembed::model::kernels::keep_freed_memory();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! A panic anywhere inside is caught and recorded as a failed run.
 
 use crate::eval::{self, EvalByLength};
+use crate::model::kernels::Kernels;
 use crate::model::{with_widths, PositionStructure, Transformer, WithWidths};
 use crate::plan::RunSpec;
 use crate::record::{Provenance, RunRecord, Status};
@@ -128,7 +129,7 @@ impl WithWidths for Pipeline<'_> {
     }
 }
 
-fn on_device<const D: usize, const F: usize, Dev: Device<f32>>(
+fn on_device<const D: usize, const F: usize, Dev: Kernels>(
     spec: &RunSpec,
     dev: Dev,
     progress: &mut dyn FnMut(Progress),

@@ -2,6 +2,7 @@
 //! decay, linear warmup then cosine decay, global gradient-norm clipping,
 //! divergence detection, and the logged curves.
 
+use crate::model::kernels::Kernels;
 use crate::model::{target_log_probs, weighted_nll, TokenBatch, Transformer};
 use crate::options::FieldError;
 use crate::positional::{log_bucket, PositionalConfig, Positions};
@@ -371,7 +372,7 @@ impl AdamW {
     }
 
     /// One update with gradients scaled by `grad_scale` (the clipping factor).
-    pub fn step<const D: usize, const F: usize, Dev: Device<f32>>(
+    pub fn step<const D: usize, const F: usize, Dev: Kernels>(
         &mut self,
         model: &mut Transformer<D, F, Dev>,
         grads: &Gradients<f32, Dev>,
@@ -394,12 +395,13 @@ impl AdamW {
             let g = p.grad(grads);
             let mut w = p.values();
             let decay = if p.decays() { 1.0 - lr * wd } else { 1.0 };
-            for i in 0..w.len() {
-                let gi = g[i] * grad_scale;
-                m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                let update = (m[i] / bias1) / ((v[i] / bias2).sqrt() + eps);
-                w[i] = w[i] * decay - lr * update;
+            // Zipped iterators: no bounds checks, so the loop vectorizes.
+            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(&g) {
+                let g = g * grad_scale;
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let update = (*m / bias1) / ((*v / bias2).sqrt() + eps);
+                *w = *w * decay - lr * update;
             }
             p.set_values(&w);
             index += 1;
@@ -414,7 +416,7 @@ impl Default for AdamW {
 }
 
 /// Global L2 norm of all parameter gradients.
-pub fn grad_norm<const D: usize, const F: usize, Dev: Device<f32>>(
+pub fn grad_norm<const D: usize, const F: usize, Dev: Kernels>(
     model: &mut Transformer<D, F, Dev>,
     grads: &Gradients<f32, Dev>,
 ) -> f64 {
@@ -508,7 +510,7 @@ pub struct StepStats {
 }
 
 /// One optimisation step (skipped when the loss or gradient is not finite).
-pub fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
+pub fn train_step<const D: usize, const F: usize, Dev: Kernels>(
     model: &mut Transformer<D, F, Dev>,
     opt: &mut AdamW,
     batch: &Batch,
@@ -519,7 +521,7 @@ pub fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
     let tape = model.training_tape();
     let (logits, probe_logits) = model.forward_with_probe(&batch.input(), tape, true);
     let (b, s, v) = *logits.shape();
-    let log_probs = target_log_probs(&dev, logits.reshape_like(&(b * s, v)), &batch.targets); // (b·s,)
+    let log_probs = target_log_probs(logits.reshape_like(&(b * s, v)), &batch.targets); // (b·s,)
     let answer_loss = -dot(&log_probs.as_vec(), &batch.weights);
     let mut loss = weighted_nll(&dev, log_probs, batch.objective_weights());
     let mut probe_loss = None;
@@ -533,11 +535,7 @@ pub fn train_step<const D: usize, const F: usize, Dev: Device<f32>>(
     ) = (probe_logits, &cfg.position_loss)
     {
         let (targets, weights) = probe_targets(batch, *buckets, *max_distance);
-        let term = weighted_nll(
-            &dev,
-            target_log_probs(&dev, probe_logits, &targets),
-            &weights,
-        );
+        let term = weighted_nll(&dev, target_log_probs(probe_logits, &targets), &weights);
         probe_loss = Some(term.as_vec()[0] as f64);
         loss = loss + term * (*weight as f32);
     }
@@ -583,7 +581,7 @@ pub fn probe_targets(batch: &Batch, buckets: usize, max_distance: usize) -> (Vec
 
 /// Trains `model` on `task` for `cfg.steps` steps. Leaves the positional
 /// scheme at its final schedule (`set_progress(1.0)`), ready for evaluation.
-pub fn train<const D: usize, const F: usize, Dev: Device<f32>>(
+pub fn train<const D: usize, const F: usize, Dev: Kernels>(
     model: &mut Transformer<D, F, Dev>,
     task: &dyn Task,
     positional: &PositionalConfig,

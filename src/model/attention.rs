@@ -2,10 +2,11 @@
 //! (fixed, learned or query-dependent), a value-side term and a q/k rotation,
 //! all supplied by the positional scheme.
 
+use super::kernels::{compose, AttentionParams, AttentionSpec, Kernels, NormParams};
 use super::layers::{Act, Linear};
 use super::param::ParamVisitor;
 use super::ModelTape;
-use crate::positional::{Heads, PositionalLayer, Positions, Rotation};
+use crate::positional::{PositionalLayer, Positions, Rotation, Scores};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
@@ -20,6 +21,30 @@ pub struct AttentionContext<'a, const D: usize, Dev: Device<f32>> {
     pub positions: &'a Positions,
     /// Dropout probability on attention weights; 0 at evaluation.
     pub dropout: f32,
+}
+
+impl<const D: usize, Dev: Device<f32>> AttentionContext<'_, D, Dev> {
+    pub fn spec(&self) -> AttentionSpec<'_, Dev> {
+        AttentionSpec {
+            heads: self.heads,
+            rotation: self.rotation.as_ref(),
+            causal_mask: &self.causal_mask,
+            dropout: self.dropout,
+        }
+    }
+
+    /// The scheme's fixed or learned score bias of `layer`: (b, h, s, s).
+    pub fn score_bias<T: ModelTape<Dev>>(&self, layer: usize) -> Option<Scores<Dev, T>> {
+        self.position
+            .score_bias(layer, self.positions, self.heads)
+            .map(T::adopt)
+    }
+
+    /// Whether `layer` can run as the fused sublayer: no dropout, and no hook
+    /// that needs the queries or the weights as tensors.
+    pub fn fusable(&self, layer: usize) -> bool {
+        self.dropout == 0.0 && !self.position.taps_attention(layer)
+    }
 }
 
 pub const MASKED: f32 = -1e9;
@@ -42,7 +67,7 @@ pub struct Attention<const D: usize, Dev: Device<f32>> {
     out: Linear<D, D, Dev>,
 }
 
-impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
+impl<const D: usize, Dev: Kernels> Attention<D, Dev> {
     pub fn new(dev: &Dev, std: f32, out_std: f32, rng: &mut ChaCha8Rng) -> Self {
         Attention {
             q: Linear::new(dev, std, rng),
@@ -52,50 +77,45 @@ impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
         }
     }
 
+    /// Attention composed from dfdx ops with every positional hook (Shaw's
+    /// query and value terms need the queries and the weights as tensors);
+    /// `x` is the normalised input. Returns the output projection.
     pub fn forward<T: ModelTape<Dev>>(
         &self,
         x: Act<D, Dev, T>,
         layer: usize,
         ctx: &AttentionContext<D, Dev>,
     ) -> Act<D, Dev, T> {
-        let (b, s, _) = *x.shape();
-        let (h, dh) = (ctx.heads, D / ctx.heads);
-        let (position, pos) = (ctx.position, ctx.positions);
-        let q = split_heads(self.q.forward(x.retaped::<T>()), h); // (b, h, s, dh)
-        let k = split_heads(self.k.forward(x.retaped::<T>()), h); // (b, h, s, dh)
-        let v = split_heads(self.v.forward(x), h); // (b, h, s, dh)
-        let (q, k) = match &ctx.rotation {
-            Some(rotation) => (rotation.apply(q), rotation.apply(k)),
-            None => (q, k),
-        };
-        let query_bias = position.query_bias(layer, T::lend(q.retaped::<T>()), pos);
-        let mut scores = q.matmul(k.permute::<_, Axes4<0, 1, 3, 2>>()) * (1.0 / (dh as f32).sqrt()); // (b, h, s, s)
-        for bias in [position.score_bias(layer, pos, h), query_bias]
+        let (position, pos, spec) = (ctx.position, ctx.positions, ctx.spec());
+        let q = self.q.forward(x.retaped::<T>()); // (b, s, D)
+        let k = self.k.forward(x.retaped::<T>()); // (b, s, D)
+        let v = self.v.forward(x); // (b, s, D)
+        let q = compose::rotate(compose::split_heads(q, ctx.heads), &spec); // (b, h, s, dh)
+        let k = compose::rotate(compose::split_heads(k, ctx.heads), &spec); // (b, h, s, dh)
+        let queries = || T::lend(q.retaped::<T>());
+        let query_bias = position.query_bias(layer, &queries, pos);
+        let bias = [ctx.score_bias(layer), query_bias.map(T::adopt)]
             .into_iter()
             .flatten()
-        {
-            scores = scores + T::adopt(bias);
-        }
-        let scores = scores
-            + ctx
-                .causal_mask
-                .clone()
-                .broadcast_like::<_, Axes2<0, 1>>(&(b, h, s, s));
-        let weights = scores.softmax::<Axis<3>>();
-        let weights = if ctx.dropout > 0.0 {
-            weights.dropout(ctx.dropout)
-        } else {
-            weights
-        };
+            .reduce(|a, b| a + b); // (b, h, s, s)
+        let weights = compose::attention_weights(q, k, bias, &spec); // (b, h, s, s)
         let value_bias = position.value_bias(layer, T::lend(weights.retaped::<T>()), pos);
-        let mut mixed = weights.matmul(v); // (b, h, s, dh)
+        let mut mixed = weights.matmul(compose::split_heads(v, ctx.heads)); // (b, h, s, dh)
         if let Some(extra) = value_bias {
             mixed = mixed + T::adopt(extra);
         }
-        let merged = mixed
-            .permute::<_, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b, s, Const::<D>)); // (b, s, D)
-        self.out.forward(merged)
+        self.out.forward(compose::merge_heads(mixed))
+    }
+
+    /// The weights of the fused sublayer, with the LayerNorm before it.
+    pub fn params<'a>(&'a self, norm: NormParams<'a, D, Dev>) -> AttentionParams<'a, D, Dev> {
+        AttentionParams {
+            norm,
+            q: self.q.params(),
+            k: self.k.params(),
+            v: self.v.params(),
+            out: self.out.params(),
+        }
     }
 
     pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
@@ -104,14 +124,4 @@ impl<const D: usize, Dev: Device<f32>> Attention<D, Dev> {
         self.v.visit_params(f);
         self.out.visit_params(f);
     }
-}
-
-/// (b, s, D) → (b, h, s, D/h)
-fn split_heads<const D: usize, Dev: Device<f32>, T: Tape<f32, Dev>>(
-    x: Act<D, Dev, T>,
-    heads: usize,
-) -> Heads<Dev, T> {
-    let (b, s, _) = *x.shape();
-    x.reshape_like(&(b, s, heads, D / heads))
-        .permute::<_, Axes4<0, 2, 1, 3>>()
 }

@@ -1,6 +1,8 @@
 //! Linear and LayerNorm with compile-time widths.
 
+use super::kernels::{Kernels, LinearParams, NormParams};
 use super::param::{Param, ParamVisitor};
+use super::Activation;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
@@ -13,7 +15,7 @@ pub struct Linear<const I: usize, const O: usize, Dev: Device<f32>> {
     bias: Param<(Const<O>,), Dev>,
 }
 
-impl<const I: usize, const O: usize, Dev: Device<f32>> Linear<I, O, Dev> {
+impl<const I: usize, const O: usize, Dev: Kernels> Linear<I, O, Dev> {
     pub fn new(dev: &Dev, std: f32, rng: &mut ChaCha8Rng) -> Self {
         Linear {
             weight: Param::normal(dev, (Const, Const), std, true, rng),
@@ -22,12 +24,35 @@ impl<const I: usize, const O: usize, Dev: Device<f32>> Linear<I, O, Dev> {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<I, Dev, T>) -> Act<O, Dev, T> {
+        self.apply(x, None)
+    }
+
+    /// act(x Wᵀ + b), as one fused op on the CPU.
+    pub fn forward_activated<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<I, Dev, T>,
+        activation: Activation,
+    ) -> Act<O, Dev, T> {
+        self.apply(x, Some(activation))
+    }
+
+    pub fn params(&self) -> LinearParams<'_, I, O, Dev> {
+        LinearParams {
+            weight: &self.weight.value,
+            bias: &self.bias.value,
+        }
+    }
+
+    fn apply<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<I, Dev, T>,
+        activation: Option<Activation>,
+    ) -> Act<O, Dev, T> {
         let (b, s, _) = *x.shape();
         // (b·s, I) × (I, O): one large product instead of b small ones.
         let rows = x.reshape_like(&(b * s, Const::<I>));
-        let y = rows.matmul(self.weight.on::<T>().permute());
-        let y = y + self.bias.on::<T>().broadcast_like(&(b * s, Const::<O>));
-        y.reshape_like(&(b, s, Const::<O>))
+        Dev::linear(rows, &self.weight.value, Some(&self.bias.value), activation)
+            .reshape_like(&(b, s, Const::<O>))
     }
 
     pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
@@ -42,7 +67,7 @@ pub struct LayerNorm<const W: usize, Dev: Device<f32>> {
     bias: Param<(Const<W>,), Dev>,
 }
 
-impl<const W: usize, Dev: Device<f32>> LayerNorm<W, Dev> {
+impl<const W: usize, Dev: Kernels> LayerNorm<W, Dev> {
     pub fn new(dev: &Dev) -> Self {
         LayerNorm {
             gain: Param::filled(dev, (Const,), 1.0),
@@ -51,9 +76,16 @@ impl<const W: usize, Dev: Device<f32>> LayerNorm<W, Dev> {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<W, Dev, T>) -> Act<W, Dev, T> {
-        let shape = *x.shape();
-        let x = x.normalize::<Axis<2>>(1e-5);
-        x * self.gain.on::<T>().broadcast_like(&shape) + self.bias.on::<T>().broadcast_like(&shape)
+        let (b, s, _) = *x.shape();
+        let rows = x.reshape_like(&(b * s, Const::<W>));
+        Dev::layer_norm(rows, &self.params()).reshape_like(&(b, s, Const::<W>))
+    }
+
+    pub fn params(&self) -> NormParams<'_, W, Dev> {
+        NormParams {
+            gain: &self.gain.value,
+            bias: &self.bias.value,
+        }
     }
 
     pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {

@@ -2,6 +2,7 @@
 //! (`d_model` = D, `ff` = F) and runtime batch, sequence, layers and heads.
 
 pub mod attention;
+pub mod kernels;
 pub mod layers;
 pub mod param;
 mod structure;
@@ -13,6 +14,7 @@ use crate::positional::{
 };
 use attention::{causal_mask, Attention, AttentionContext};
 use dfdx::prelude::*;
+use kernels::{FeedForwardParams, Kernels};
 use layers::{Act, LayerNorm, Linear};
 use param::{Param, ParamVisitor};
 use rand_chacha::ChaCha8Rng;
@@ -159,7 +161,7 @@ pub struct Block<const D: usize, const F: usize, Dev: Device<f32>> {
     activation: Activation,
 }
 
-impl<const D: usize, const F: usize, Dev: Device<f32>> Block<D, F, Dev> {
+impl<const D: usize, const F: usize, Dev: Kernels> Block<D, F, Dev> {
     fn new(dev: &Dev, config: &ModelConfig, rng: &mut ChaCha8Rng) -> Self {
         // GPT-2 init: N(0, 0.02), residual projections scaled by 1/√(2·layers).
         let out_std = INIT_STD / (2.0 * config.layers as f32).sqrt();
@@ -179,17 +181,29 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Block<D, F, Dev> {
         layer: usize,
         ctx: &AttentionContext<D, Dev>,
     ) -> Act<D, Dev, T> {
+        if ctx.fusable(layer) {
+            let attention = self.attn.params(self.ln_attn.params());
+            let x = Dev::attention_sublayer(x, &attention, ctx.score_bias(layer), &ctx.spec());
+            return Dev::feed_forward_sublayer(x, &self.feed_forward_params());
+        }
         let h = self
             .attn
             .forward(self.ln_attn.forward(x.retaped::<T>()), layer, ctx);
         let x = x + dropout(h, ctx.dropout);
-        let h = self.ff_in.forward(self.ln_ff.forward(x.retaped::<T>())); // (b, s, F)
-        let h = match self.activation {
-            Activation::Relu => h.relu(),
-            Activation::Gelu => h.fast_gelu(),
-        };
+        let h = self
+            .ff_in
+            .forward_activated(self.ln_ff.forward(x.retaped::<T>()), self.activation); // (b, s, F)
         let h = self.ff_out.forward(dropout(h, ctx.dropout));
         x + dropout(h, ctx.dropout)
+    }
+
+    fn feed_forward_params(&self) -> FeedForwardParams<'_, D, F, Dev> {
+        FeedForwardParams {
+            norm: self.ln_ff.params(),
+            expand: self.ff_in.params(),
+            contract: self.ff_out.params(),
+            activation: self.activation,
+        }
     }
 
     fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
@@ -235,7 +249,7 @@ pub struct Transformer<const D: usize, const F: usize, Dev: Device<f32>> {
     dev: Dev,
 }
 
-impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
+impl<const D: usize, const F: usize, Dev: Kernels> Transformer<D, F, Dev> {
     pub fn new(
         dev: &Dev,
         config: &ModelConfig,
@@ -282,7 +296,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
     ) -> Tensor<(usize, usize, usize), f32, Dev, T> {
         let (b, s) = (batch.positions.batch, batch.positions.seq);
         let hidden = self.hidden(batch, tape, train); // (b·s, D)
-        let logits = hidden.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
+        let logits = Dev::linear(hidden, &self.unembedding.value, None, None); // (b·s, vocab)
         logits.reshape_like(&(b, s, self.vocab))
     }
 
@@ -298,8 +312,8 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         let probe = self
             .probe
             .as_ref()
-            .map(|p| hidden.retaped::<T>().matmul(p.on::<T>().permute()));
-        let logits = hidden.matmul(self.unembedding.on::<T>().permute()); // (b·s, vocab)
+            .map(|p| Dev::linear(hidden.retaped::<T>(), &p.value, None, None));
+        let logits = Dev::linear(hidden, &self.unembedding.value, None, None); // (b·s, vocab)
         (logits.reshape_like(&(b, s, self.vocab)), probe)
     }
 
@@ -313,13 +327,7 @@ impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
         let pos = batch.positions;
         let (b, s) = (pos.batch, pos.seq);
         let heads = self.config.heads;
-        let ids = self.dev.tensor_from_vec(batch.tokens.to_vec(), (b, s));
-        let x = self
-            .token_embedding
-            .value
-            .clone()
-            .put_tape(tape)
-            .gather(ids); // (b, s, D)
+        let x = Dev::embed(&self.token_embedding.value, batch.tokens, (b, s), tape); // (b, s, D)
         let x = match self.position.input_layout() {
             InputLayout::Add => x,
             // Concat: the token part keeps only its first dims; position fills the rest.
@@ -401,15 +409,11 @@ pub type ProbedLogits<Dev, T> = (
 );
 
 /// log p(target) of every row: logits (rows, classes) → (rows,).
-pub fn target_log_probs<Dev: Device<f32>, T: Tape<f32, Dev>>(
-    dev: &Dev,
+pub fn target_log_probs<Dev: Kernels, T: Tape<f32, Dev>>(
     logits: Tensor<(usize, usize), f32, Dev, T>,
     targets: &[usize],
 ) -> Tensor<(usize,), f32, Dev, T> {
-    let rows = logits.shape().0;
-    logits
-        .log_softmax::<Axis<1>>()
-        .select(dev.tensor_from_vec(targets.to_vec(), (rows,)))
+    Dev::target_log_probs(logits, targets)
 }
 
 /// −Σ weights · log_probs: a mean cross-entropy when the weights sum to 1.
@@ -426,7 +430,7 @@ pub fn weighted_nll<Dev: Device<f32>, T: Tape<f32, Dev>>(
 
 /// Mean cross-entropy over the tokens with nonzero `weights` (weights sum to 1).
 /// logits: (batch, seq, vocab); targets and weights: row-major (batch, seq).
-pub fn weighted_cross_entropy<Dev: Device<f32>, T: Tape<f32, Dev>>(
+pub fn weighted_cross_entropy<Dev: Kernels, T: Tape<f32, Dev>>(
     dev: &Dev,
     logits: Tensor<(usize, usize, usize), f32, Dev, T>,
     targets: &[usize],
@@ -435,7 +439,7 @@ pub fn weighted_cross_entropy<Dev: Device<f32>, T: Tape<f32, Dev>>(
     let (b, s, v) = *logits.shape();
     weighted_nll(
         dev,
-        target_log_probs(dev, logits.reshape_like(&(b * s, v)), targets),
+        target_log_probs(logits.reshape_like(&(b * s, v)), targets),
         weights,
     )
 }

@@ -58,7 +58,10 @@ impl<S: Shape, Dev: Device<f32>> ParamTensor<Dev> for Param<S, Dev> {
         self.decay
     }
     fn values(&self) -> Vec<f32> {
-        self.value.as_vec()
+        // `copy_into` is a memcpy; `as_vec` walks strided indices.
+        let mut values = vec![0.0; self.numel()];
+        self.value.copy_into(&mut values);
+        values
     }
     fn set_values(&mut self, values: &[f32]) {
         self.value.copy_from(values);
@@ -69,7 +72,9 @@ impl<S: Shape, Dev: Device<f32>> ParamTensor<Dev> for Param<S, Dev> {
             .expect("allocating a gradient");
     }
     fn grad(&self, grads: &Gradients<f32, Dev>) -> Vec<f32> {
-        grads.get(&self.value).as_vec()
+        let mut grad = vec![0.0; self.numel()];
+        grads.get(&self.value).copy_into(&mut grad);
+        grad
     }
 }
 

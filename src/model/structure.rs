@@ -1,6 +1,7 @@
 //! What a (trained) positional scheme does with positions 0..n, read through
 //! the same hooks the model uses, for the report's position-structure chart.
 
+use super::kernels::Kernels;
 use super::Transformer;
 use crate::positional::Positions;
 use dfdx::prelude::*;
@@ -26,7 +27,7 @@ pub struct StructurePanel {
     pub values: Vec<Option<f64>>,
 }
 
-impl<const D: usize, const F: usize, Dev: Device<f32>> Transformer<D, F, Dev> {
+impl<const D: usize, const F: usize, Dev: Kernels> Transformer<D, F, Dev> {
     /// The structure over positions 0..n: input vectors if the scheme adds
     /// any, else the first layer's score bias (head 0 and the last head),
     /// else the rotation (head 0 and the last head); `None` for schemes with

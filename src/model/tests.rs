@@ -410,7 +410,7 @@ fn probe_gradient_reaches_the_embeddings() {
     // The probe loss alone (the logits, which carry the tape, enter with weight 0).
     let probe_loss = weighted_nll(
         &dev,
-        target_log_probs(&dev, probe.unwrap(), &[0, 1, 2, 2, 3, 3]),
+        target_log_probs(probe.unwrap(), &[0, 1, 2, 2, 3, 3]),
         &[1.0 / 6.0; 6],
     );
     let loss = logits.sum() * 0.0 + probe_loss;

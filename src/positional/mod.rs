@@ -24,7 +24,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use fusion::{Fusion, InputLayout};
 pub use randomized::Randomized;
-pub use rope::Rotation;
+pub use rope::{Rotation, RotationTable};
 /// T5's log-spaced distance buckets, also used by the position probe.
 pub use t5::bucket as log_bucket;
 
@@ -75,10 +75,11 @@ pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
     }
     /// Added to the scaled scores of `layer`, computed from the (unscaled)
     /// queries (batch, heads, seq, head_dim): Shaw et al.'s key-side term.
+    /// `queries` builds them on demand, so schemes without the term pay nothing.
     fn query_bias(
         &self,
         _layer: usize,
-        _queries: Heads<Dev, OTape<Dev>>,
+        _queries: &dyn Fn() -> Heads<Dev, OTape<Dev>>,
         _pos: &Positions,
     ) -> Option<Scores<Dev, OTape<Dev>>> {
         None
@@ -92,6 +93,12 @@ pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
         _pos: &Positions,
     ) -> Option<Heads<Dev, OTape<Dev>>> {
         None
+    }
+    /// Whether `query_bias` or `value_bias` contributes to `layer`: its
+    /// attention then runs composed from dfdx ops, as the fused sublayer
+    /// has neither hook.
+    fn taps_attention(&self, _layer: usize) -> bool {
+        false
     }
     /// Rotation applied to queries and keys in every layer.
     fn rotation(&self, _pos: &Positions, _heads: usize, _head_dim: usize) -> Option<Rotation<Dev>> {

@@ -10,6 +10,7 @@ use super::{BuildContext, Heads, Memo, PositionalLayer, Positions, SchemeContext
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub struct Rope;
 
@@ -112,6 +113,17 @@ pub struct Rotation<Dev: Device<f32>> {
     pub sin: Heads<Dev, NoneTape>,
     /// (head_dim, head_dim) signed permutation: (x · pairs)[a] = −x[b], [b] = x[a] for each pair (a, b).
     pub pairs: Tensor<(usize, usize), f32, Dev>,
+    /// The same rotation as host arrays, for the fused CPU attention.
+    pub table: Arc<RotationTable>,
+}
+
+/// A rotation as plain arrays: cos and sin are (batch, groups, seq, head_dim)
+/// with one group shared by all heads or one per head; `pairs` lists (a, b).
+pub struct RotationTable {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+    pub groups: usize,
+    pub pairs: Vec<(usize, usize)>,
 }
 
 impl<Dev: Device<f32>> Rotation<Dev> {
@@ -149,6 +161,12 @@ impl<Dev: Device<f32>> Rotation<Dev> {
             }
         }
         let shape = (b, heads, s, head_dim);
+        let table = Arc::new(RotationTable {
+            cos: cos.clone(),
+            sin: sin.clone(),
+            groups,
+            pairs: pairs_per_head[0].iter().map(|p| (p.a, p.b)).collect(),
+        });
         let (cos, sin) = if groups == 1 {
             let c = dev.tensor_from_vec(cos, (b, s, head_dim));
             let sn = dev.tensor_from_vec(sin, (b, s, head_dim));
@@ -167,6 +185,7 @@ impl<Dev: Device<f32>> Rotation<Dev> {
             cos,
             sin,
             pairs: dev.tensor_from_vec(matrix, (head_dim, head_dim)),
+            table,
         }
     }
 

@@ -122,9 +122,10 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for ShawLayer<Dev
     fn query_bias(
         &self,
         layer: usize,
-        queries: Heads<Dev, OTape<Dev>>,
+        queries: &dyn Fn() -> Heads<Dev, OTape<Dev>>,
         pos: &Positions,
     ) -> Option<Scores<Dev, OTape<Dev>>> {
+        let queries = queries();
         let (b, h, s, dh) = *queries.shape();
         let rel = self
             .gathered(&self.keys[layer], pos)
@@ -137,6 +138,10 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for ShawLayer<Dev
             bias.reshape_like(&(b, s, h, s))
                 .permute::<_, Axes4<0, 2, 1, 3>>(),
         )
+    }
+
+    fn taps_attention(&self, _layer: usize) -> bool {
+        true
     }
 
     fn value_bias(

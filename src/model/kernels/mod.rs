@@ -1,0 +1,473 @@
+//! The model's compute kernels. [`Kernels`] names the operations the model
+//! is built from: whole pre-LN sublayers (attention, feed-forward), linear
+//! layers, LayerNorm and the loss. Each defaults to a composition of dfdx
+//! ops ([`compose`], what CUDA runs); the CPU overrides them with fused
+//! forward and backward passes on host arrays, recorded on dfdx's tape as
+//! custom ops. dfdx 0.13's CPU kernels are scalar and strided, its matrix
+//! products use an older gemm, and every op boundary costs an allocation,
+//! a zeroed gradient and (for a custom op) a copy of its input; a fused
+//! sublayer has one boundary and calls gemm 0.19.
+
+mod activation;
+mod allocator;
+mod attention;
+pub mod compose;
+mod cross_entropy;
+mod layer_norm;
+mod linear;
+pub mod matmul;
+mod reduce;
+#[cfg(test)]
+mod tests;
+
+pub use allocator::keep_freed_memory;
+
+use super::layers::Act;
+use super::Activation;
+use crate::positional::{Rotation, Scores};
+use dfdx::prelude::*;
+
+/// What attention needs besides its weights and the score bias.
+pub struct AttentionSpec<'a, Dev: Device<f32>> {
+    pub heads: usize,
+    pub rotation: Option<&'a Rotation<Dev>>,
+    /// (seq, seq) additive causal mask, for the composition.
+    pub causal_mask: &'a Tensor<(usize, usize), f32, Dev>,
+    /// Dropout probability on the attention weights; 0 at evaluation.
+    pub dropout: f32,
+}
+
+/// A linear layer's parameters: y = x Wᵀ + b with W (O, I).
+pub struct LinearParams<'a, const I: usize, const O: usize, Dev: Device<f32>> {
+    pub weight: &'a Tensor<(Const<O>, Const<I>), f32, Dev>,
+    pub bias: &'a Tensor<(Const<O>,), f32, Dev>,
+}
+
+/// A LayerNorm's gain and bias.
+pub struct NormParams<'a, const W: usize, Dev: Device<f32>> {
+    pub gain: &'a Tensor<(Const<W>,), f32, Dev>,
+    pub bias: &'a Tensor<(Const<W>,), f32, Dev>,
+}
+
+/// x + out(attention(q(ln x), k(ln x), v(ln x))).
+pub struct AttentionParams<'a, const D: usize, Dev: Device<f32>> {
+    pub norm: NormParams<'a, D, Dev>,
+    pub q: LinearParams<'a, D, D, Dev>,
+    pub k: LinearParams<'a, D, D, Dev>,
+    pub v: LinearParams<'a, D, D, Dev>,
+    pub out: LinearParams<'a, D, D, Dev>,
+}
+
+/// x + contract(act(expand(ln x))).
+pub struct FeedForwardParams<'a, const D: usize, const F: usize, Dev: Device<f32>> {
+    pub norm: NormParams<'a, D, Dev>,
+    pub expand: LinearParams<'a, D, F, Dev>,
+    pub contract: LinearParams<'a, F, D, Dev>,
+    pub activation: Activation,
+}
+
+pub trait Kernels: Device<f32> {
+    /// act(x Wᵀ + b): (rows, I) → (rows, O).
+    fn linear<O: Dim, const I: usize, T: Tape<f32, Self>>(
+        x: Tensor<(usize, Const<I>), f32, Self, T>,
+        weight: &Tensor<(O, Const<I>), f32, Self>,
+        bias: Option<&Tensor<(O,), f32, Self>>,
+        activation: Option<Activation>,
+    ) -> Tensor<(usize, O), f32, Self, T> {
+        compose::linear(x, weight, bias, activation)
+    }
+
+    /// Rows of `table` (vocab, D) picked by `ids`, row-major (b, s): (b, s, D),
+    /// recorded on `tape`.
+    fn embed<const D: usize, T: Tape<f32, Self>>(
+        table: &Tensor<(usize, Const<D>), f32, Self>,
+        ids: &[usize],
+        shape: (usize, usize),
+        tape: T,
+    ) -> Act<D, Self, T> {
+        compose::embed(table, ids, shape, tape)
+    }
+
+    /// LayerNorm of each row with gain and bias.
+    fn layer_norm<const W: usize, T: Tape<f32, Self>>(
+        x: Tensor<(usize, Const<W>), f32, Self, T>,
+        norm: &NormParams<W, Self>,
+    ) -> Tensor<(usize, Const<W>), f32, Self, T> {
+        compose::layer_norm(x, norm)
+    }
+
+    /// The pre-LN causal self-attention sublayer with its residual, on
+    /// (b, s, D) rows, with an optional (b, h, s, s) score bias.
+    fn attention_sublayer<const D: usize, T: Tape<f32, Self>>(
+        x: Act<D, Self, T>,
+        params: &AttentionParams<D, Self>,
+        bias: Option<Scores<Self, T>>,
+        spec: &AttentionSpec<Self>,
+    ) -> Act<D, Self, T> {
+        compose::attention_sublayer(x, params, bias, spec)
+    }
+
+    /// The pre-LN feed-forward sublayer with its residual, on (b, s, D) rows.
+    fn feed_forward_sublayer<const D: usize, const F: usize, T: Tape<f32, Self>>(
+        x: Act<D, Self, T>,
+        params: &FeedForwardParams<D, F, Self>,
+    ) -> Act<D, Self, T> {
+        compose::feed_forward_sublayer(x, params)
+    }
+
+    /// log p(target) of every row: logits (rows, classes) → (rows,).
+    fn target_log_probs<T: Tape<f32, Self>>(
+        logits: Tensor<(usize, usize), f32, Self, T>,
+        targets: &[usize],
+    ) -> Tensor<(usize,), f32, Self, T> {
+        compose::target_log_probs(logits, targets)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Kernels for Cuda {}
+
+/// The contiguous data of `t`, copied out (dfdx keeps its buffers private).
+fn host<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    let mut data = vec![0.0; t.shape().num_elements()];
+    t.copy_into(&mut data);
+    data
+}
+
+/// Moves the finished gradient of `t` out of `grads`: every consumer of an
+/// op's output has run its backward before the op's own backward runs.
+fn take_grad<S: Shape>(
+    grads: &mut Gradients<f32, Cpu>,
+    t: &Tensor<S, f32, Cpu>,
+) -> Result<Vec<f32>, CpuError> {
+    Ok(std::mem::take(&mut **grads.get_or_alloc_mut(t)?))
+}
+
+/// The gradient of `t`, to accumulate into. Parameters are reached one at a
+/// time, so a tensor passed in two roles still sums both contributions.
+fn grad_of<'g, S: Shape>(
+    grads: &'g mut Gradients<f32, Cpu>,
+    t: &Tensor<S, f32, Cpu>,
+) -> Result<&'g mut [f32], CpuError> {
+    Ok(grads.get_or_alloc_mut(t)?.as_mut_slice())
+}
+
+/// Host copies of a linear layer's parameters, and the tensors their gradients belong to.
+struct HostLinear<const I: usize, const O: usize> {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    weight_tensor: Tensor<(Const<O>, Const<I>), f32, Cpu>,
+    bias_tensor: Tensor<(Const<O>,), f32, Cpu>,
+}
+
+impl<const I: usize, const O: usize> HostLinear<I, O> {
+    fn new(p: &LinearParams<I, O, Cpu>) -> Self {
+        HostLinear {
+            weight: host(p.weight),
+            bias: host(p.bias),
+            weight_tensor: p.weight.clone(),
+            bias_tensor: p.bias.clone(),
+        }
+    }
+
+    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        linear::forward(x, &self.weight, Some(&self.bias), rows, I, O)
+    }
+
+    fn forward_residual(&self, x: &[f32], residual: &[f32], rows: usize) -> Vec<f32> {
+        linear::forward_residual(x, &self.weight, &self.bias, residual, rows, I, O)
+    }
+
+    /// Accumulates dW and db from the output gradient `dy` and the input `x`.
+    fn param_grads(
+        &self,
+        dy: &[f32],
+        x: &[f32],
+        rows: usize,
+        grads: &mut Gradients<f32, Cpu>,
+    ) -> Result<(), CpuError> {
+        linear::backward_weight(dy, x, grad_of(grads, &self.weight_tensor)?, rows, I, O);
+        linear::backward_bias(dy, grad_of(grads, &self.bias_tensor)?, O);
+        Ok(())
+    }
+}
+
+/// Host copies of a LayerNorm's parameters, and their tensors.
+struct HostNorm<const W: usize> {
+    gain: Vec<f32>,
+    bias: Vec<f32>,
+    gain_tensor: Tensor<(Const<W>,), f32, Cpu>,
+    bias_tensor: Tensor<(Const<W>,), f32, Cpu>,
+}
+
+impl<const W: usize> HostNorm<W> {
+    fn new(p: &NormParams<W, Cpu>) -> Self {
+        HostNorm {
+            gain: host(p.gain),
+            bias: host(p.bias),
+            gain_tensor: p.gain.clone(),
+            bias_tensor: p.bias.clone(),
+        }
+    }
+
+    fn forward(&self, x: &[f32]) -> (Vec<f32>, layer_norm::Saved) {
+        layer_norm::forward(x, &self.gain, &self.bias, W)
+    }
+
+    /// dx += LN'ᵀ dy, and the gain and bias gradients.
+    fn backward(
+        &self,
+        dy: &[f32],
+        saved: &layer_norm::Saved,
+        dx: &mut [f32],
+        grads: &mut Gradients<f32, Cpu>,
+    ) -> Result<(), CpuError> {
+        let (mut dgain, mut dbias) = (vec![0.0; W], vec![0.0; W]);
+        layer_norm::backward(dy, &self.gain, saved, W, dx, &mut dgain, &mut dbias);
+        add(grad_of(grads, &self.gain_tensor)?, &dgain);
+        add(grad_of(grads, &self.bias_tensor)?, &dbias);
+        Ok(())
+    }
+}
+
+fn add(acc: &mut [f32], delta: &[f32]) {
+    for (a, d) in acc.iter_mut().zip(delta) {
+        *a += d;
+    }
+}
+
+impl Kernels for Cpu {
+    fn embed<const D: usize, T: Tape<f32, Self>>(
+        table: &Tensor<(usize, Const<D>), f32, Self>,
+        ids: &[usize],
+        (b, s): (usize, usize),
+        mut tape: T,
+    ) -> Act<D, Self, T> {
+        let rows = host(table);
+        let y: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| &rows[id * D..(id + 1) * D])
+            .copied()
+            .collect();
+        let y = table.device().tensor_from_vec(y, (b, s, Const::<D>));
+        let (out, table, ids) = (y.clone(), table.clone(), ids.to_vec());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad(grads, &out)?;
+            let dtable = grad_of(grads, &table)?;
+            for (&id, row) in ids.iter().zip(dy.chunks_exact(D)) {
+                add(&mut dtable[id * D..(id + 1) * D], row);
+            }
+            Ok(())
+        });
+        y.put_tape(tape)
+    }
+
+    fn linear<O: Dim, const I: usize, T: Tape<f32, Self>>(
+        x: Tensor<(usize, Const<I>), f32, Self, T>,
+        weight: &Tensor<(O, Const<I>), f32, Self>,
+        bias: Option<&Tensor<(O,), f32, Self>>,
+        activation: Option<Activation>,
+    ) -> Tensor<(usize, O), f32, Self, T> {
+        let (x, mut tape) = x.contiguous().split_tape();
+        let (rows, o) = (x.shape().0, weight.shape().0);
+        let (xs, ws) = (host(&x), host(weight));
+        let bs = bias.map(host);
+        let y = linear::forward(&xs, &ws, bs.as_deref(), rows, I, o.size());
+        // With an activation, keep its input for the backward pass.
+        let (y, pre) = match activation {
+            Some(act) => (activation::forward(&y, act), Some((y, act))),
+            None => (y, None),
+        };
+        let y = x.device().tensor_from_vec(y, (rows, o));
+        let (out, weight, bias) = (y.clone(), weight.clone(), bias.cloned());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad(grads, &out)?;
+            let dy = match &pre {
+                Some((pre, act)) => activation::backward(pre, &dy, *act),
+                None => dy,
+            };
+            let o = o.size();
+            linear::backward_input(&dy, &ws, grad_of(grads, &x)?, rows, I, o);
+            linear::backward_weight(&dy, &xs, grad_of(grads, &weight)?, rows, I, o);
+            if let Some(bias) = &bias {
+                linear::backward_bias(&dy, grad_of(grads, bias)?, o);
+            }
+            Ok(())
+        });
+        y.put_tape(tape)
+    }
+
+    fn layer_norm<const W: usize, T: Tape<f32, Self>>(
+        x: Tensor<(usize, Const<W>), f32, Self, T>,
+        norm: &NormParams<W, Self>,
+    ) -> Tensor<(usize, Const<W>), f32, Self, T> {
+        let (x, mut tape) = x.contiguous().split_tape();
+        let norm = HostNorm::new(norm);
+        let (y, saved) = norm.forward(&host(&x));
+        let y = x.device().tensor_from_vec(y, *x.shape());
+        let out = y.clone();
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad(grads, &out)?;
+            let mut dx = take_grad(grads, &x)?;
+            norm.backward(&dy, &saved, &mut dx, grads)?;
+            **grads.get_or_alloc_mut(&x)? = dx;
+            Ok(())
+        });
+        y.put_tape(tape)
+    }
+
+    fn attention_sublayer<const D: usize, T: Tape<f32, Self>>(
+        x: Act<D, Self, T>,
+        params: &AttentionParams<D, Self>,
+        bias: Option<Scores<Self, T>>,
+        spec: &AttentionSpec<Self>,
+    ) -> Act<D, Self, T> {
+        if spec.dropout > 0.0 {
+            // Dropout draws from the device's RNG: leave it to dfdx's op.
+            return compose::attention_sublayer(x, params, bias, spec);
+        }
+        let (x, mut tape) = x.contiguous().split_tape();
+        let bias = bias.map(|bias| {
+            let (bias, bias_tape) = bias.contiguous().split_tape();
+            tape = std::mem::take(&mut tape).merge(bias_tape);
+            bias
+        });
+        let (b, s, _) = *x.shape();
+        let (rows, g) = (
+            b * s,
+            attention::Geometry {
+                batch: b,
+                seq: s,
+                heads: spec.heads,
+                head_dim: D / spec.heads,
+            },
+        );
+        let rotation = spec.rotation.map(|r| r.table.clone());
+        let (norm, q, k, v, out) = (
+            HostNorm::new(&params.norm),
+            HostLinear::new(&params.q),
+            HostLinear::new(&params.k),
+            HostLinear::new(&params.v),
+            HostLinear::new(&params.out),
+        );
+        let xs = host(&x);
+        let (h, normed) = norm.forward(&xs); // (b·s, D)
+        let (qs, ks, vs) = (
+            q.forward(&h, rows),
+            k.forward(&h, rows),
+            v.forward(&h, rows),
+        );
+        let (mixed, attended) = attention::forward(
+            &qs,
+            &ks,
+            &vs,
+            bias.as_ref().map(host).as_deref(),
+            rotation.as_deref(),
+            g,
+        );
+        let y = out.forward_residual(&mixed, &xs, rows);
+        drop(xs);
+        let y = x.device().tensor_from_vec(y, *x.shape());
+        let output = y.clone();
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad(grads, &output)?;
+            out.param_grads(&dy, &mixed, rows, grads)?;
+            let dmixed = linear::input_grad(&dy, &out.weight, rows, D, D);
+            let (mut dq, mut dk, mut dv) = (
+                vec![0.0; qs.len()],
+                vec![0.0; ks.len()],
+                vec![0.0; vs.len()],
+            );
+            let mut dbias = bias
+                .as_ref()
+                .map(|bias| vec![0.0; bias.shape().num_elements()]);
+            let target = attention::Grads {
+                dq: &mut dq,
+                dk: &mut dk,
+                dv: &mut dv,
+                dbias: dbias.as_deref_mut(),
+            };
+            attention::backward(
+                &dmixed,
+                &qs,
+                &ks,
+                &vs,
+                rotation.as_deref(),
+                &attended,
+                g,
+                target,
+            );
+            if let (Some(bias), Some(dbias)) = (&bias, dbias) {
+                add(grad_of(grads, bias)?, &dbias);
+            }
+            let mut dh = linear::input_grad(&dq, &q.weight, rows, D, D);
+            linear::backward_input(&dk, &k.weight, &mut dh, rows, D, D);
+            linear::backward_input(&dv, &v.weight, &mut dh, rows, D, D);
+            for (layer, d) in [(&q, &dq), (&k, &dk), (&v, &dv)] {
+                layer.param_grads(d, &h, rows, grads)?;
+            }
+            // The residual passes dy through; the norm adds its part.
+            let mut dx = take_grad(grads, &x)?;
+            add(&mut dx, &dy);
+            norm.backward(&dh, &normed, &mut dx, grads)?;
+            **grads.get_or_alloc_mut(&x)? = dx;
+            Ok(())
+        });
+        y.put_tape(tape)
+    }
+
+    fn feed_forward_sublayer<const D: usize, const F: usize, T: Tape<f32, Self>>(
+        x: Act<D, Self, T>,
+        params: &FeedForwardParams<D, F, Self>,
+    ) -> Act<D, Self, T> {
+        let (x, mut tape) = x.contiguous().split_tape();
+        let (b, s, _) = *x.shape();
+        let rows = b * s;
+        let (norm, expand, contract, act) = (
+            HostNorm::new(&params.norm),
+            HostLinear::new(&params.expand),
+            HostLinear::new(&params.contract),
+            params.activation,
+        );
+        let xs = host(&x);
+        let (h, normed) = norm.forward(&xs); // (b·s, D)
+        let pre = expand.forward(&h, rows); // (b·s, F)
+        let hidden = activation::forward(&pre, act); // (b·s, F)
+        let y = contract.forward_residual(&hidden, &xs, rows);
+        drop(xs);
+        let y = x.device().tensor_from_vec(y, *x.shape());
+        let output = y.clone();
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad(grads, &output)?;
+            contract.param_grads(&dy, &hidden, rows, grads)?;
+            let dhidden = linear::input_grad(&dy, &contract.weight, rows, F, D);
+            let dpre = activation::backward(&pre, &dhidden, act);
+            expand.param_grads(&dpre, &h, rows, grads)?;
+            let dh = linear::input_grad(&dpre, &expand.weight, rows, D, F);
+            let mut dx = take_grad(grads, &x)?;
+            add(&mut dx, &dy);
+            norm.backward(&dh, &normed, &mut dx, grads)?;
+            **grads.get_or_alloc_mut(&x)? = dx;
+            Ok(())
+        });
+        y.put_tape(tape)
+    }
+
+    fn target_log_probs<T: Tape<f32, Self>>(
+        logits: Tensor<(usize, usize), f32, Self, T>,
+        targets: &[usize],
+    ) -> Tensor<(usize,), f32, Self, T> {
+        let (logits, mut tape) = logits.contiguous().split_tape();
+        let (rows, classes) = *logits.shape();
+        let targets = targets.to_vec();
+        let (picked, probs) = cross_entropy::forward(&host(&logits), &targets, classes);
+        let y = logits.device().tensor_from_vec(picked, (rows,));
+        let out = y.clone();
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad(grads, &out)?;
+            cross_entropy::backward(&dy, &probs, &targets, classes, grad_of(grads, &logits)?);
+            Ok(())
+        });
+        y.put_tape(tape)
+    }
+}

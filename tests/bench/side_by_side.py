@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""posembed against PyTorch eager, measured side by side: for each model and
+scheme, alternate `posembed bench` and `pytorch_reference.py` runs (which
+one goes first alternates too), then print the medians as a Markdown table.
+
+    cargo build --release
+    python3 tests/bench/side_by_side.py --model s1 --model s2 --rounds 5
+    python3 tests/bench/side_by_side.py --model s1 --jobs 2 --scheme none
+
+With `--jobs N`, posembed trains N copies side by side (one thread each) and
+PyTorch runs N single-thread processes; both report the summed tokens/s.
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+POSEMBED = HERE.parent.parent / "target" / "release" / "posembed"
+
+
+def posembed(model, scheme, steps, jobs):
+    out = subprocess.run(
+        [POSEMBED, "bench", "--model", model, "--scheme", scheme, "--steps", str(steps),
+         "--repeat", "1", "--jobs", str(jobs), "--json"],
+        check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["train_tokens_per_s"], r["eval_tokens_per_s"]
+
+
+def pytorch(model, scheme, steps, jobs):
+    out = subprocess.run(
+        [sys.executable, HERE / "pytorch_reference.py", "--model", model, "--scheme", scheme,
+         "--steps", str(steps), "--procs", str(jobs), "--json"],
+        check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    return (sum(r["train_tokens_per_s"] for r in rows), sum(r["eval_tokens_per_s"] for r in rows))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", choices=["s1", "s2"])
+    parser.add_argument("--scheme", action="append", choices=["none", "sinusoidal", "alibi", "rope"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    print("| model | scheme | jobs | posembed train tok/s | PyTorch train tok/s | ratio | posembed eval tok/s | PyTorch eval tok/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model in args.model or ["s1", "s2"]:
+        steps = args.steps if model == "s1" else max(args.steps // 4, 3)
+        for scheme in args.scheme or ["none", "sinusoidal", "alibi", "rope"]:
+            ours, theirs = [], []
+            for round in range(args.rounds):
+                pair = [(ours, posembed), (theirs, pytorch)]
+                for results, run in pair if round % 2 == 0 else pair[::-1]:
+                    results.append(run(model, scheme, steps, args.jobs))
+            train = [statistics.median(r[0] for r in rs) for rs in (ours, theirs)]
+            evaluation = [statistics.median(r[1] for r in rs) for rs in (ours, theirs)]
+            print(f"| {model} | {scheme} | {args.jobs} | {train[0]:.0f} | {train[1]:.0f} | "
+                  f"{train[0] / train[1]:.2f} | {evaluation[0]:.0f} | {evaluation[1]:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
