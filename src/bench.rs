@@ -5,6 +5,7 @@
 //! S2: d_model 256, 4 layers, ff 1024, 4 heads, vocab 64, batch 16 × 128.
 
 use crate::model::kernels::matmul::{matmul, Mat, MatMut};
+use crate::model::kernels::query_blocks;
 use crate::model::{with_widths, Activation, ModelConfig, TokenBatch, Transformer, WithWidths};
 use crate::positional::{self, PositionalConfig, SchemeContext};
 use crate::seeds::stream;
@@ -159,8 +160,8 @@ impl WithWidths for Measure<'_> {
 /// alone with the fused kernels' layouts on random operands (mean over
 /// `steps` replays): for each linear layer y = xWᵀ its forward and the two
 /// backward products (dx = dy·W, dW = dyᵀ·x), the unembedding likewise, and
-/// for attention per (batch, head) the scores, the weighted sum and their
-/// four backward products, on head blocks read in place.
+/// for attention per (batch, head) and causal query block the scores, the
+/// weighted sum and their four backward products, on head blocks read in place.
 fn replay_matmuls(
     config: &ModelConfig,
     d: usize,
@@ -206,25 +207,25 @@ fn replay_matmuls(
                 true,
             );
         }
-        let head = Mat::strided(&heads, seq, dh, d);
-        let square = Mat::new(&weights, seq, seq);
         for _ in 0..config.layers * batch * config.heads {
-            matmul(MatMut::new(&mut scores, seq, seq), head, head.t(), false); // q·kᵀ
-            matmul(MatMut::strided(&mut out, seq, dh, d), square, head, false); // p·v
-            matmul(MatMut::new(&mut scores, seq, seq), head, head.t(), false); // dp = dy·vᵀ
-            matmul(
-                MatMut::strided(&mut out, seq, dh, d),
-                square.t(),
-                head,
-                true,
-            ); // dv = pᵀ·dy
-            matmul(MatMut::strided(&mut out, seq, dh, d), square, head, true); // dq = ds·k
-            matmul(
-                MatMut::strided(&mut out, seq, dh, d),
-                square.t(),
-                head,
-                true,
-            ); // dk = dsᵀ·q
+            for rows in query_blocks(seq) {
+                let (n, keys) = (rows.len(), rows.end);
+                let (q, k) = (
+                    Mat::strided(&heads, n, dh, d),
+                    Mat::strided(&heads, keys, dh, d),
+                );
+                let (p, pt) = (
+                    Mat::strided(&weights, n, keys, seq),
+                    Mat::strided(&weights, seq - rows.start, n, seq).t(),
+                );
+                let tail = Mat::strided(&heads, seq - rows.start, dh, d);
+                matmul(MatMut::strided(&mut scores, n, keys, seq), q, k.t(), false); // q·kᵀ
+                matmul(MatMut::strided(&mut out, n, dh, d), p, k, false); // p·v
+                matmul(MatMut::strided(&mut scores, n, keys, seq), q, k.t(), false); // dp = dy·vᵀ
+                matmul(MatMut::strided(&mut out, n, dh, d), p, k, true); // dq = ds·k
+                matmul(MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dv = pᵀ·dy
+                matmul(MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dk = dsᵀ·q
+            }
         }
     };
     replay();

@@ -21,6 +21,7 @@ mod reduce;
 mod tests;
 
 pub use allocator::keep_freed_memory;
+pub use attention::query_blocks;
 
 use super::layers::Act;
 use super::Activation;
