@@ -9,6 +9,7 @@ one goes first alternates too), then print the medians as a Markdown table.
 
 With `--jobs N`, posembed trains N copies side by side (one thread each) and
 PyTorch runs N single-thread processes; both report the summed tokens/s.
+`--posembed PATH` measures another build (e.g. an older commit's binary).
 """
 
 import argparse
@@ -22,16 +23,16 @@ HERE = pathlib.Path(__file__).resolve().parent
 POSEMBED = HERE.parent.parent / "target" / "release" / "posembed"
 
 
-def posembed(model, scheme, steps, jobs):
+def posembed(binary, model, scheme, steps, jobs):
     out = subprocess.run(
-        [POSEMBED, "bench", "--model", model, "--scheme", scheme, "--steps", str(steps),
+        [binary, "bench", "--model", model, "--scheme", scheme, "--steps", str(steps),
          "--repeat", "1", "--jobs", str(jobs), "--json"],
         check=True, capture_output=True, text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     return r["train_tokens_per_s"], r["eval_tokens_per_s"]
 
 
-def pytorch(model, scheme, steps, jobs):
+def pytorch(_binary, model, scheme, steps, jobs):
     out = subprocess.run(
         [sys.executable, HERE / "pytorch_reference.py", "--model", model, "--scheme", scheme,
          "--steps", str(steps), "--procs", str(jobs), "--json"],
@@ -47,6 +48,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--posembed", default=str(POSEMBED), help="the posembed binary")
     args = parser.parse_args()
     print("| model | scheme | jobs | posembed train tok/s | PyTorch train tok/s | ratio | posembed eval tok/s | PyTorch eval tok/s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -57,7 +59,7 @@ def main():
             for round in range(args.rounds):
                 pair = [(ours, posembed), (theirs, pytorch)]
                 for results, run in pair if round % 2 == 0 else pair[::-1]:
-                    results.append(run(model, scheme, steps, args.jobs))
+                    results.append(run(args.posembed, model, scheme, steps, args.jobs))
             train = [statistics.median(r[0] for r in rs) for rs in (ours, theirs)]
             evaluation = [statistics.median(r[1] for r in rs) for rs in (ours, theirs)]
             print(f"| {model} | {scheme} | {args.jobs} | {train[0]:.0f} | {train[1]:.0f} | "

@@ -231,6 +231,23 @@ impl<const W: usize> HostNorm<W> {
     }
 }
 
+/// The end of a pre-LN sublayer's backward: x's gradient gets dy through the
+/// residual, then the LayerNorm's share of dh, the gradient of its output.
+fn residual_backward<const D: usize>(
+    grads: &mut Gradients<f32, Cpu>,
+    x: &Act<D, Cpu, NoneTape>,
+    dy: &[f32],
+    dh: &[f32],
+    norm: &HostNorm<D>,
+    normed: &layer_norm::Saved,
+) -> Result<(), CpuError> {
+    let mut dx = take_grad(grads, x)?;
+    add(&mut dx, dy);
+    norm.backward(dh, normed, &mut dx, grads)?;
+    **grads.get_or_alloc_mut(x)? = dx;
+    Ok(())
+}
+
 fn add(acc: &mut [f32], delta: &[f32]) {
     for (a, d) in acc.iter_mut().zip(delta) {
         *a += d;
@@ -407,12 +424,7 @@ impl Kernels for Cpu {
             for (layer, d) in [(&q, &dq), (&k, &dk), (&v, &dv)] {
                 layer.param_grads(d, &h, rows, grads)?;
             }
-            // The residual passes dy through; the norm adds its part.
-            let mut dx = take_grad(grads, &x)?;
-            add(&mut dx, &dy);
-            norm.backward(&dh, &normed, &mut dx, grads)?;
-            **grads.get_or_alloc_mut(&x)? = dx;
-            Ok(())
+            residual_backward(grads, &x, &dy, &dh, &norm, &normed)
         });
         y.put_tape(tape)
     }
@@ -445,11 +457,7 @@ impl Kernels for Cpu {
             let dpre = activation::backward(&pre, &dhidden, act);
             expand.param_grads(&dpre, &h, rows, grads)?;
             let dh = linear::input_grad(&dpre, &expand.weight, rows, D, F);
-            let mut dx = take_grad(grads, &x)?;
-            add(&mut dx, &dy);
-            norm.backward(&dh, &normed, &mut dx, grads)?;
-            **grads.get_or_alloc_mut(&x)? = dx;
-            Ok(())
+            residual_backward(grads, &x, &dy, &dh, &norm, &normed)
         });
         y.put_tape(tape)
     }
