@@ -92,8 +92,7 @@ impl<const D: usize, Dev: Kernels> Attention<D, Dev> {
         let v = self.v.forward(x); // (b, s, D)
         let q = compose::rotate(compose::split_heads(q, ctx.heads), &spec); // (b, h, s, dh)
         let k = compose::rotate(compose::split_heads(k, ctx.heads), &spec); // (b, h, s, dh)
-        let queries = || T::lend(q.retaped::<T>());
-        let query_bias = position.query_bias(layer, &queries, pos);
+        let query_bias = position.query_bias(layer, T::lend(q.retaped::<T>()), pos);
         let bias = [ctx.score_bias(layer), query_bias.map(T::adopt)]
             .into_iter()
             .flatten()

@@ -497,3 +497,38 @@ fn sinusoidal_structure_depends_only_on_the_offset_and_rope_decays_from_one() {
         );
     }
 }
+
+/// With dropout, layers leave the fused sublayers for the composed dfdx ops
+/// (dropout draws from the device's RNG): training forwards then drop
+/// (they differ from evaluation, which runs fused) and are reproducible
+/// from the device seed.
+#[test]
+fn dropout_takes_the_composed_path_reproducibly() {
+    let config = ModelConfig {
+        d_model: 16,
+        ff: 64,
+        layers: 2,
+        heads: 2,
+        dropout: 0.3,
+        ..Default::default()
+    };
+    let positional = scheme("{scheme: rope}");
+    let pos = Positions::contiguous(2, 5);
+    let tokens = vec![1, 4, 5, 6, 2, 3, 3, 8, 0, 7];
+    let batch = TokenBatch {
+        tokens: &tokens,
+        positions: &pos,
+    };
+    let forward = |train: bool| {
+        let dev = Cpu::seed_from_u64(3);
+        let model =
+            Transformer::<16, 64, Cpu>::new(&dev, &config, &positional, 9, None, &mut rng(0));
+        model.forward(&batch, NoneTape, train).as_vec()
+    };
+    assert_eq!(forward(true), forward(true), "same device seed, same drops");
+    assert_ne!(
+        forward(true),
+        forward(false),
+        "training drops, evaluation does not"
+    );
+}

@@ -75,11 +75,10 @@ pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
     }
     /// Added to the scaled scores of `layer`, computed from the (unscaled)
     /// queries (batch, heads, seq, head_dim): Shaw et al.'s key-side term.
-    /// `queries` builds them on demand, so schemes without the term pay nothing.
     fn query_bias(
         &self,
         _layer: usize,
-        _queries: &dyn Fn() -> Heads<Dev, OTape<Dev>>,
+        _queries: Heads<Dev, OTape<Dev>>,
         _pos: &Positions,
     ) -> Option<Scores<Dev, OTape<Dev>>> {
         None

@@ -122,10 +122,9 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for ShawLayer<Dev
     fn query_bias(
         &self,
         layer: usize,
-        queries: &dyn Fn() -> Heads<Dev, OTape<Dev>>,
+        queries: Heads<Dev, OTape<Dev>>,
         pos: &Positions,
     ) -> Option<Scores<Dev, OTape<Dev>>> {
-        let queries = queries();
         let (b, h, s, dh) = *queries.shape();
         let rel = self
             .gathered(&self.keys[layer], pos)

@@ -50,6 +50,11 @@ def main():
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--posembed", default=str(POSEMBED), help="the posembed binary")
     args = parser.parse_args()
+    for name in ("rounds", "steps", "jobs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if not pathlib.Path(args.posembed).is_file():
+        parser.error(f"no posembed binary at {args.posembed}: run `cargo build --release` or pass --posembed PATH")
     print("| model | scheme | jobs | posembed train tok/s | PyTorch train tok/s | ratio | posembed eval tok/s | PyTorch eval tok/s |")
     print("|---|---|---|---|---|---|---|---|")
     for model in args.model or ["s1", "s2"]:

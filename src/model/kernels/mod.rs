@@ -179,6 +179,19 @@ impl<const I: usize, const O: usize> HostLinear<I, O> {
         linear::forward_residual(x, &self.weight, &self.bias, residual, rows, I, O)
     }
 
+    /// Accumulates dW and db from the output gradient `dy` and the input
+    /// `x`, and returns the input's gradient dy W.
+    fn backward(
+        &self,
+        dy: &[f32],
+        x: &[f32],
+        rows: usize,
+        grads: &mut Gradients<f32, Cpu>,
+    ) -> Result<Vec<f32>, CpuError> {
+        self.param_grads(dy, x, rows, grads)?;
+        Ok(linear::input_grad(dy, &self.weight, rows, I, O))
+    }
+
     /// Accumulates dW and db from the output gradient `dy` and the input `x`.
     fn param_grads(
         &self,
@@ -389,8 +402,7 @@ impl Kernels for Cpu {
         let output = y.clone();
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &output)?;
-            out.param_grads(&dy, &mixed, rows, grads)?;
-            let dmixed = linear::input_grad(&dy, &out.weight, rows, D, D);
+            let dmixed = out.backward(&dy, &mixed, rows, grads)?;
             let (mut dq, mut dk, mut dv) = (
                 vec![0.0; qs.len()],
                 vec![0.0; ks.len()],
@@ -452,11 +464,9 @@ impl Kernels for Cpu {
         let output = y.clone();
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &output)?;
-            contract.param_grads(&dy, &hidden, rows, grads)?;
-            let dhidden = linear::input_grad(&dy, &contract.weight, rows, F, D);
+            let dhidden = contract.backward(&dy, &hidden, rows, grads)?;
             let dpre = activation::backward(&pre, &dhidden, act);
-            expand.param_grads(&dpre, &h, rows, grads)?;
-            let dh = linear::input_grad(&dpre, &expand.weight, rows, D, F);
+            let dh = expand.backward(&dpre, &h, rows, grads)?;
             residual_backward(grads, &x, &dy, &dh, &norm, &normed)
         });
         y.put_tape(tape)
