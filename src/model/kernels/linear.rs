@@ -1,6 +1,7 @@
 //! y = x Wᵀ + b over rows: three matrix products and a column sum.
 
 use super::matmul::{matmul, Mat, MatMut};
+use super::simd::vectorized;
 
 /// x: (rows, i), w: (o, i), bias: (o,) → y: (rows, o).
 pub fn forward(
@@ -28,10 +29,17 @@ pub fn forward_residual(
     i: usize,
     o: usize,
 ) -> Vec<f32> {
-    let y = residual
-        .chunks_exact(o)
-        .flat_map(|row| row.iter().zip(bias).map(|(r, b)| r + b))
-        .collect();
+    let mut y = residual.to_vec();
+    vectorized(
+        #[inline(always)]
+        || {
+            for row in y.chunks_exact_mut(o) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        },
+    );
     product(y, x, w, rows, i, o)
 }
 
@@ -84,18 +92,28 @@ pub fn backward_weight(dy: &[f32], x: &[f32], dw: &mut [f32], rows: usize, i: us
         Mat::new(dy, rows, o),
         false,
     );
-    for (r, row) in dw.chunks_exact_mut(i).enumerate() {
-        for (c, d) in row.iter_mut().enumerate() {
-            *d += dwt[c * o + r];
-        }
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for (r, row) in dw.chunks_exact_mut(i).enumerate() {
+                for (d, t) in row.iter_mut().zip(dwt[r..].iter().step_by(o)) {
+                    *d += t;
+                }
+            }
+        },
+    )
 }
 
 /// db += Σ_rows dy
 pub fn backward_bias(dy: &[f32], db: &mut [f32], o: usize) {
-    for row in dy.chunks_exact(o) {
-        for (d, g) in db.iter_mut().zip(row) {
-            *d += g;
-        }
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for row in dy.chunks_exact(o) {
+                for (d, g) in db.iter_mut().zip(row) {
+                    *d += g;
+                }
+            }
+        },
+    )
 }

@@ -17,6 +17,7 @@ mod layer_norm;
 mod linear;
 pub mod matmul;
 mod reduce;
+mod simd;
 #[cfg(test)]
 mod tests;
 
@@ -262,9 +263,14 @@ fn residual_backward<const D: usize>(
 }
 
 fn add(acc: &mut [f32], delta: &[f32]) {
-    for (a, d) in acc.iter_mut().zip(delta) {
-        *a += d;
-    }
+    simd::vectorized(
+        #[inline(always)]
+        || {
+            for (a, d) in acc.iter_mut().zip(delta) {
+                *a += d;
+            }
+        },
+    )
 }
 
 impl Kernels for Cpu {
@@ -275,11 +281,10 @@ impl Kernels for Cpu {
         mut tape: T,
     ) -> Act<D, Self, T> {
         let rows = host(table);
-        let y: Vec<f32> = ids
-            .iter()
-            .flat_map(|&id| &rows[id * D..(id + 1) * D])
-            .copied()
-            .collect();
+        let mut y = Vec::with_capacity(ids.len() * D);
+        for &id in ids {
+            y.extend_from_slice(&rows[id * D..(id + 1) * D]);
+        }
         let y = table.device().tensor_from_vec(y, (b, s, Const::<D>));
         let (out, table, ids) = (y.clone(), table.clone(), ids.to_vec());
         tape.add_backward_op(move |grads| {
@@ -304,17 +309,19 @@ impl Kernels for Cpu {
         let (xs, ws) = (host(&x), host(weight));
         let bs = bias.map(host);
         let y = linear::forward(&xs, &ws, bs.as_deref(), rows, I, o.size());
-        // With an activation, keep its input for the backward pass.
-        let (y, pre) = match activation {
-            Some(act) => (activation::forward(&y, act), Some((y, act))),
+        let (y, saved) = match activation {
+            Some(act) => {
+                let (y, saved) = activation::forward(y, act);
+                (y, Some(saved))
+            }
             None => (y, None),
         };
         let y = x.device().tensor_from_vec(y, (rows, o));
         let (out, weight, bias) = (y.clone(), weight.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &out)?;
-            let dy = match &pre {
-                Some((pre, act)) => activation::backward(pre, &dy, *act),
+            let dy = match &saved {
+                Some(saved) => activation::backward(dy, &host(&out), saved),
                 None => dy,
             };
             let o = o.size();
@@ -457,7 +464,7 @@ impl Kernels for Cpu {
         let xs = host(&x);
         let (h, normed) = norm.forward(&xs); // (b·s, D)
         let pre = expand.forward(&h, rows); // (b·s, F)
-        let hidden = activation::forward(&pre, act); // (b·s, F)
+        let (hidden, saved) = activation::forward(pre, act); // (b·s, F)
         let y = contract.forward_residual(&hidden, &xs, rows);
         drop(xs);
         let y = x.device().tensor_from_vec(y, *x.shape());
@@ -465,7 +472,7 @@ impl Kernels for Cpu {
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &output)?;
             let dhidden = contract.backward(&dy, &hidden, rows, grads)?;
-            let dpre = activation::backward(&pre, &dhidden, act);
+            let dpre = activation::backward(dhidden, &hidden, &saved);
             let dh = expand.backward(&dpre, &h, rows, grads)?;
             residual_backward(grads, &x, &dy, &dh, &norm, &normed)
         });

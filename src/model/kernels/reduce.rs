@@ -5,17 +5,14 @@
 
 const LANES: usize = 16;
 
-/// Σ f(a_i, b_i)
+/// Σ f(a_i, b_i). Whole chunks are fixed-size arrays, so the lane loop has
+/// no bounds checks and compiles to one vector operation per chunk.
+#[inline(always)]
 fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(&x, &y)| f(x, y))
-        .sum();
-    for (x, y) in ac.zip(bc) {
+    let ((ac, at), (bc, bt)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+    let tail: f32 = at.iter().zip(bt).map(|(&x, &y)| f(x, y)).sum();
+    for (x, y) in ac.iter().zip(bc) {
         for l in 0..LANES {
             acc[l] += f(x[l], y[l]);
         }
@@ -23,26 +20,27 @@ fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 pub fn sum(x: &[f32]) -> f32 {
     lanes(x, x, |v, _| v)
 }
 
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes(a, b, |x, y| x * y)
 }
 
 /// Σ (x − c)²
+#[inline(always)]
 pub fn squared_deviation(x: &[f32], c: f32) -> f32 {
     lanes(x, x, |v, _| (v - c) * (v - c))
 }
 
+#[inline(always)]
 pub fn max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let (chunks, tail) = x.as_chunks::<LANES>();
+    let tail = tail.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     for c in chunks {
         for l in 0..LANES {
             acc[l] = acc[l].max(c[l]);
