@@ -161,7 +161,8 @@ impl WithWidths for Measure<'_> {
 /// `steps` replays): for each linear layer y = xWᵀ its forward and the two
 /// backward products (dx = dy·W, dW = dyᵀ·x), the unembedding likewise, and
 /// for attention per (batch, head) and causal query block the scores, the
-/// weighted sum and their four backward products, on head blocks read in place.
+/// weighted sum and their four backward products, on head blocks read in
+/// place (keys and values transposed where they are the right operand).
 fn replay_matmuls(
     config: &ModelConfig,
     d: usize,
@@ -180,6 +181,8 @@ fn replay_matmuls(
         random(rows * widest),
     );
     let (heads, weights) = (random(seq * d), random(seq * seq));
+    // A key or value head block transposed to (head_dim, seq), as attention keeps it.
+    let transposed = random(dh * seq);
     let (mut out, mut scores) = (vec![0.0; rows * widest], vec![0.0; seq * seq]);
     let mut dw = vec![0.0; widest * widest];
     let mut linears = vec![(d, VOCAB)];
@@ -200,12 +203,22 @@ fn replay_matmuls(
                 Mat::new(&w, o, i),
                 true,
             );
-            matmul(
-                MatMut::new(&mut dw, o, i),
-                Mat::new(&dy, rows, o).t(),
-                Mat::new(&x, rows, i),
-                true,
-            );
+            if o <= i {
+                matmul(
+                    MatMut::new(&mut dw, o, i),
+                    Mat::new(&dy, rows, o).t(),
+                    Mat::new(&x, rows, i),
+                    true,
+                );
+            } else {
+                // Tall weights: dWᵀ = xᵀ·dy, as linear::backward_weight does.
+                matmul(
+                    MatMut::new(&mut dw, i, o),
+                    Mat::new(&x, rows, i).t(),
+                    Mat::new(&dy, rows, o),
+                    false,
+                );
+            }
         }
         for _ in 0..config.layers * batch * config.heads {
             for rows in query_blocks(seq) {
@@ -218,10 +231,11 @@ fn replay_matmuls(
                     Mat::strided(&weights, n, keys, seq),
                     Mat::strided(&weights, seq - rows.start, n, seq).t(),
                 );
+                let kt = Mat::strided(&transposed, dh, keys, seq);
                 let tail = Mat::strided(&heads, seq - rows.start, dh, d);
-                matmul(MatMut::strided(&mut scores, n, keys, seq), q, k.t(), false); // q·kᵀ
+                matmul(MatMut::strided(&mut scores, n, keys, seq), q, kt, false); // q·kᵀ
                 matmul(MatMut::strided(&mut out, n, dh, d), p, k, false); // p·v
-                matmul(MatMut::strided(&mut scores, n, keys, seq), q, k.t(), false); // dp = dy·vᵀ
+                matmul(MatMut::strided(&mut scores, n, keys, seq), q, kt, false); // dp = dy·vᵀ
                 matmul(MatMut::strided(&mut out, n, dh, d), p, k, true); // dq = ds·k
                 matmul(MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dv = pᵀ·dy
                 matmul(MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dk = dsᵀ·q
