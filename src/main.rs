@@ -441,10 +441,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ActivationArg::Relu => Activation::Relu,
                 ActivationArg::Gelu => Activation::Gelu,
             };
-            let configs = names
+            // A bad --scheme is a usage error, like clap's: exit 2.
+            let configs = match names
                 .iter()
                 .map(|name| bench::scheme_config(name, model))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .collect::<anyhow::Result<Vec<_>>>()
+            {
+                Ok(configs) => configs,
+                Err(err) => {
+                    eprintln!("error: --scheme: {err:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             // Schemes alternate within each repetition so that drifts in machine
             // speed hit them alike; the table reports per-scheme medians.
             let jobs = match jobs.as_slice() {

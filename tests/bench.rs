@@ -45,3 +45,34 @@ fn a_list_of_job_counts_needs_sweep() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("at least 1"), "{}", text(&out));
 }
+
+#[test]
+fn a_bad_scheme_is_a_usage_error_naming_the_key_and_the_valid_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = posembed(
+        tmp.path(),
+        &[
+            "bench",
+            "--scheme",
+            "{scheme: rope, fraction: 2}",
+            "--steps",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for part in [
+        "--scheme",
+        "fraction",
+        "more than the 32 head dims",
+        "<= fraction <= 1",
+    ] {
+        assert!(text(&out).contains(part), "{part}: {}", text(&out));
+    }
+    let out = posembed(tmp.path(), &["bench", "--scheme", "nope", "--steps", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("rope"),
+        "lists the schemes: {}",
+        text(&out)
+    );
+}

@@ -54,8 +54,13 @@ impl SchemeDef for Rope {
             return Err(FieldError::new(
                 &["fraction"],
                 format!(
-                    "fraction {} rotates fewer than 2 of the {head_dim} head dims; valid: 2/{head_dim} <= fraction <= 1",
-                    options.fraction
+                    "fraction {} {}; valid: 2/{head_dim} <= fraction <= 1",
+                    options.fraction,
+                    if options.fraction > 1.0 {
+                        format!("asks for more than the {head_dim} head dims")
+                    } else {
+                        format!("rotates fewer than 2 of the {head_dim} head dims")
+                    }
                 ),
             ));
         }
