@@ -5,8 +5,10 @@
 //! a multiply and an add on its own, and the kernels' reductions fix their
 //! order in the source (see `reduce`), so only the lane width changes.
 
-/// Runs `f` with the best instruction set available. Functions `f` calls
-/// are compiled for it only where they are inlined (`#[inline(always)]`).
+/// Runs `f` with the best instruction set available. Code is compiled for
+/// it only where it is inlined into the dispatching function, so callers
+/// mark the closure `#[inline(always)]` (LLVM otherwise keeps large
+/// closures out of line, at the baseline) and so are the helpers it calls.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
