@@ -3,7 +3,7 @@
 //! backward of all of it. Queries, keys, values and the output are (batch,
 //! seq, heads·head_dim) rows, so heads are column blocks read in place.
 
-use super::matmul::{matmul, Mat, MatMut};
+use super::matmul::{matmul, Mat, MatMut, Unwritten};
 use super::reduce;
 use super::simd::{exp, vectorized};
 use crate::positional::RotationTable;
@@ -60,15 +60,16 @@ fn rotate(x: &[f32], table: &RotationTable, g: Geometry) -> Vec<f32> {
     out
 }
 
-/// dx += dy ⊙ cos + (dy ⊙ sin) · pairsᵀ: the transpose of [`rotate`].
-fn rotate_backward(dy: &[f32], table: &RotationTable, g: Geometry, dx: &mut [f32]) {
+/// dy ⊙ cos + (dy ⊙ sin) · pairsᵀ: the transpose of [`rotate`].
+fn rotate_backward(dy: &[f32], table: &RotationTable, g: Geometry) -> Vec<f32> {
+    let mut dx = vec![0.0; dy.len()];
     vectorized(
         #[inline(always)]
         || {
             for_each_head_vector(g, table, |at, cos, sin| {
                 let (gv, dv) = (&dy[at..at + g.head_dim], &mut dx[at..at + g.head_dim]);
                 for c in 0..g.head_dim {
-                    dv[c] += gv[c] * cos[c];
+                    dv[c] = gv[c] * cos[c];
                 }
                 for &(a, b) in &table.pairs {
                     dv[a] += gv[b] * sin[b];
@@ -77,6 +78,7 @@ fn rotate_backward(dy: &[f32], table: &RotationTable, g: Geometry, dx: &mut [f32
             })
         },
     );
+    dx
 }
 
 /// Calls `f(offset, cos, sin)` for every (batch, seq, head) vector.
@@ -109,9 +111,16 @@ fn head(x: &[f32], g: Geometry, b: usize, h: usize, rows: Range<usize>) -> Mat<'
     Mat::strided(&x[at..], rows.len(), g.head_dim, g.width())
 }
 
-fn head_mut(x: &mut [f32], g: Geometry, b: usize, h: usize, rows: Range<usize>) -> MatMut<'_> {
+/// The same rows of an output array that the per-head products fill: every
+/// (b, h, query block) writes its own rows and head columns, which tile it.
+fn head_out(x: &mut Unwritten, g: Geometry, b: usize, h: usize, rows: Range<usize>) -> MatMut<'_> {
     let at = g.head(b, h) + rows.start * g.width();
-    MatMut::strided(&mut x[at..], rows.len(), g.head_dim, g.width())
+    x.view(at, rows.len(), g.head_dim, g.width())
+}
+
+/// A (batch, seq, width) array written head block by head block through [`head_out`].
+fn head_array(g: Geometry) -> Unwritten {
+    Unwritten::new(g.batch * g.seq * g.width())
 }
 
 /// Head `h`'s (seq, head_dim) block of batch element `b`, transposed into
@@ -182,7 +191,7 @@ pub fn forward(
                 Some((q, k)) => (q.as_slice(), k.as_slice()),
                 None => (q, k),
             };
-            let mut out = vec![0.0; q.len()];
+            let mut out = head_array(g);
             // Zero where j > i; blocks never write past their last visible key.
             let mut probs = vec![0.0; g.batch * g.heads * s * s];
             let mut kt = vec![0.0; g.head_dim * s];
@@ -216,7 +225,7 @@ pub fn forward(
                             softmax(row);
                         }
                         matmul(
-                            head_mut(&mut out, g, b, h, rows.clone()),
+                            head_out(&mut out, g, b, h, rows.clone()),
                             square(p, s, rows.clone(), keys.clone()),
                             head(v, g, b, h, keys),
                             false,
@@ -224,6 +233,8 @@ pub fn forward(
                     }
                 }
             }
+            // SAFETY: the query blocks of every (b, h) tile the array (`head_out`).
+            let out = unsafe { out.assume_written() };
             (out, Saved { probs, rotated })
         },
     )
@@ -241,15 +252,15 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
-/// Gradients of the forward inputs; `dbias` only when the bias is trained.
-pub struct Grads<'a> {
-    pub dq: &'a mut [f32],
-    pub dk: &'a mut [f32],
-    pub dv: &'a mut [f32],
-    pub dbias: Option<&'a mut [f32]>,
+/// Gradients of the queries, keys and values (batch, seq, width).
+pub struct Grads {
+    pub dq: Vec<f32>,
+    pub dk: Vec<f32>,
+    pub dv: Vec<f32>,
 }
 
-/// Accumulates the gradients of q, k, v (and bias) given the output's `dout`.
+/// The gradients of q, k and v given the output's `dout`; the bias's
+/// gradient is added to `dbias` when the bias is trained.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     dout: &[f32],
@@ -259,38 +270,25 @@ pub fn backward(
     rotation: Option<&RotationTable>,
     saved: &Saved,
     g: Geometry,
-    grads: Grads,
-) {
+    dbias: Option<&mut [f32]>,
+) -> Grads {
     let (q, k) = match &saved.rotated {
         Some((q, k)) => (q.as_slice(), k.as_slice()),
         None => (q, k),
     };
-    let Grads { dq, dk, dv, dbias } = grads;
+    let grads = heads_backward(dout, q, k, v, &saved.probs, g, dbias);
     match rotation {
-        // Gradients w.r.t. the rotated q and k first, then through the rotation.
-        Some(table) => {
-            let (mut dqr, mut dkr) = (vec![0.0; q.len()], vec![0.0; k.len()]);
-            heads_backward(
-                dout,
-                q,
-                k,
-                v,
-                &saved.probs,
-                g,
-                &mut dqr,
-                &mut dkr,
-                dv,
-                dbias,
-            );
-            rotate_backward(&dqr, table, g, dq);
-            rotate_backward(&dkr, table, g, dk);
-        }
-        None => heads_backward(dout, q, k, v, &saved.probs, g, dq, dk, dv, dbias),
+        // Those were the gradients of the rotated q and k: rotate them back.
+        Some(table) => Grads {
+            dq: rotate_backward(&grads.dq, table, g),
+            dk: rotate_backward(&grads.dk, table, g),
+            dv: grads.dv,
+        },
+        None => grads,
     }
 }
 
 /// The per-(batch, head) backward, given the queries and keys the scores used.
-#[allow(clippy::too_many_arguments)]
 fn heads_backward(
     dout: &[f32],
     q: &[f32],
@@ -298,16 +296,14 @@ fn heads_backward(
     v: &[f32],
     probs: &[f32],
     g: Geometry,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
     mut dbias: Option<&mut [f32]>,
-) {
+) -> Grads {
     vectorized(
         #[inline(always)]
         || {
             let s = g.seq;
             let scale = 1.0 / (g.head_dim as f32).sqrt();
+            let (mut dq, mut dk, mut dv) = (head_array(g), head_array(g), head_array(g));
             // Entries past a block's last visible key are never written: they stay 0.
             let mut ds = vec![0.0; s * s];
             let mut vt = vec![0.0; g.head_dim * s];
@@ -347,27 +343,35 @@ fn heads_backward(
                         // dq = ds·k over the visible keys.
                         let keys = 0..rows.end;
                         matmul(
-                            head_mut(dq, g, b, h, rows.clone()),
+                            head_out(&mut dq, g, b, h, rows.clone()),
                             square(&ds, s, rows.clone(), keys.clone()),
                             head(k, g, b, h, keys),
-                            true,
+                            false,
                         );
                         // For these rows as keys, the queries that see them are rows.start..s:
                         // dv = pᵀ·dy and dk = dsᵀ·q.
                         let queries = rows.start..s;
                         matmul(
-                            head_mut(dv, g, b, h, rows.clone()),
+                            head_out(&mut dv, g, b, h, rows.clone()),
                             square(p, s, queries.clone(), rows.clone()).t(),
                             head(dout, g, b, h, queries.clone()),
-                            true,
+                            false,
                         );
                         matmul(
-                            head_mut(dk, g, b, h, rows.clone()),
+                            head_out(&mut dk, g, b, h, rows.clone()),
                             square(&ds, s, queries.clone(), rows.clone()).t(),
                             head(q, g, b, h, queries),
-                            true,
+                            false,
                         );
                     }
+                }
+            }
+            // SAFETY: the query blocks of every (b, h) tile each array (`head_out`).
+            unsafe {
+                Grads {
+                    dq: dq.assume_written(),
+                    dk: dk.assume_written(),
+                    dv: dv.assume_written(),
                 }
             }
         },

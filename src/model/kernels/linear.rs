@@ -1,6 +1,6 @@
 //! y = x Wᵀ + b over rows: three matrix products and a column sum.
 
-use super::matmul::{matmul, Mat, MatMut};
+use super::matmul::{matmul, product, Mat, MatMut};
 use super::simd::vectorized;
 
 /// x: (rows, i), w: (o, i), bias: (o,) → y: (rows, o).
@@ -12,11 +12,10 @@ pub fn forward(
     i: usize,
     o: usize,
 ) -> Vec<f32> {
-    let y = match bias {
-        Some(bias) => bias.repeat(rows),
-        None => vec![0.0; rows * o],
-    };
-    product(y, x, w, rows, i, o)
+    match bias {
+        Some(bias) => plus_product(bias.repeat(rows), x, w, rows, i, o),
+        None => product(Mat::new(x, rows, i), Mat::new(w, o, i).t()),
+    }
 }
 
 /// residual + x Wᵀ + b: a pre-LN sublayer's output.
@@ -40,11 +39,18 @@ pub fn forward_residual(
             }
         },
     );
-    product(y, x, w, rows, i, o)
+    plus_product(y, x, w, rows, i, o)
 }
 
 /// y + x Wᵀ
-fn product(mut y: Vec<f32>, x: &[f32], w: &[f32], rows: usize, i: usize, o: usize) -> Vec<f32> {
+fn plus_product(
+    mut y: Vec<f32>,
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    i: usize,
+    o: usize,
+) -> Vec<f32> {
     matmul(
         MatMut::new(&mut y, rows, o),
         Mat::new(x, rows, i),
@@ -56,9 +62,7 @@ fn product(mut y: Vec<f32>, x: &[f32], w: &[f32], rows: usize, i: usize, o: usiz
 
 /// dy W: the gradient of the input, as a new array.
 pub fn input_grad(dy: &[f32], w: &[f32], rows: usize, i: usize, o: usize) -> Vec<f32> {
-    let mut dx = vec![0.0; rows * i];
-    backward_input(dy, w, &mut dx, rows, i, o);
-    dx
+    product(Mat::new(dy, rows, o), Mat::new(w, o, i))
 }
 
 /// dx += dy W
@@ -85,13 +89,7 @@ pub fn backward_weight(dy: &[f32], x: &[f32], dw: &mut [f32], rows: usize, i: us
         );
         return;
     }
-    let mut dwt = vec![0.0; i * o];
-    matmul(
-        MatMut::new(&mut dwt, i, o),
-        Mat::new(x, rows, i).t(),
-        Mat::new(dy, rows, o),
-        false,
-    );
+    let dwt = product(Mat::new(x, rows, i).t(), Mat::new(dy, rows, o));
     vectorized(
         #[inline(always)]
         || {

@@ -410,21 +410,11 @@ impl Kernels for Cpu {
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &output)?;
             let dmixed = out.backward(&dy, &mixed, rows, grads)?;
-            let (mut dq, mut dk, mut dv) = (
-                vec![0.0; qs.len()],
-                vec![0.0; ks.len()],
-                vec![0.0; vs.len()],
-            );
-            let mut dbias = bias
-                .as_ref()
-                .map(|bias| vec![0.0; bias.shape().num_elements()]);
-            let target = attention::Grads {
-                dq: &mut dq,
-                dk: &mut dk,
-                dv: &mut dv,
-                dbias: dbias.as_deref_mut(),
+            let dbias = match &bias {
+                Some(bias) => Some(grad_of(grads, bias)?),
+                None => None,
             };
-            attention::backward(
+            let attention::Grads { dq, dk, dv } = attention::backward(
                 &dmixed,
                 &qs,
                 &ks,
@@ -432,11 +422,8 @@ impl Kernels for Cpu {
                 rotation.as_deref(),
                 &attended,
                 g,
-                target,
+                dbias,
             );
-            if let (Some(bias), Some(dbias)) = (&bias, dbias) {
-                add(grad_of(grads, bias)?, &dbias);
-            }
             let mut dh = linear::input_grad(&dq, &q.weight, rows, D, D);
             linear::backward_input(&dk, &k.weight, &mut dh, rows, D, D);
             linear::backward_input(&dv, &v.weight, &mut dh, rows, D, D);
