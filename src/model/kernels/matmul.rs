@@ -94,8 +94,8 @@ fn check_bounds(len: usize, rows: usize, cols: usize, row_stride: usize) {
 /// A new array whose every element non-accumulating products will write,
 /// left unzeroed: zero-filling the outputs gemm overwrites anyway cost ~3%
 /// of an S1 step. gemm never reads the destination when told not to
-/// accumulate (it drops its `alpha · dst` term on every path; tested with a
-/// NaN-filled destination in `kernels::tests`).
+/// accumulate (it drops its `alpha · dst` term on every path; the tests
+/// below check each path with a NaN-filled destination).
 pub struct Unwritten(Vec<f32>);
 
 impl Unwritten {
