@@ -111,8 +111,9 @@ fn head(x: &[f32], g: Geometry, b: usize, h: usize, rows: Range<usize>) -> Mat<'
     Mat::strided(&x[at..], rows.len(), g.head_dim, g.width())
 }
 
-/// The same rows of an output array that the per-head products fill: every
-/// (b, h, query block) writes its own rows and head columns, which tile it.
+/// Rows `rows` of head `h`'s column block of an output array, as [`head`]
+/// reads inputs. Each (b, h, query block) writes its own such block, and
+/// together they tile the array.
 fn head_out(x: &mut Unwritten, g: Geometry, b: usize, h: usize, rows: Range<usize>) -> MatMut<'_> {
     let at = g.head(b, h) + rows.start * g.width();
     x.view(at, rows.len(), g.head_dim, g.width())

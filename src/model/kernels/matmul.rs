@@ -196,6 +196,20 @@ mod tests {
             .collect()
     }
 
+    /// Views of a (m, k) and a (k, n), the latter stored transposed when asked.
+    fn operands<'a>(
+        a: &'a [f32],
+        b: &'a [f32],
+        (m, k, n, transposed): Shape,
+    ) -> (Mat<'a>, Mat<'a>) {
+        let b = if transposed {
+            Mat::new(b, n, k).t()
+        } else {
+            Mat::new(b, k, n)
+        };
+        (Mat::new(a, m, k), b)
+    }
+
     fn reference(a: Mat, b: Mat) -> Vec<f32> {
         let at = |m: &Mat, r: usize, c: usize| m.data[r * m.rs + c * m.cs];
         let mut out = vec![0.0; a.rows * b.cols];
@@ -210,7 +224,8 @@ mod tests {
     /// Shapes that reach each of gemm's paths: k ≤ 2 (gevv), n = 1 and
     /// m = 1 (gemv), small m·n with a transposed right operand (the
     /// horizontal kernels), and the packed kernels, plus odd sizes.
-    const SHAPES: [(usize, usize, usize, bool); 8] = [
+    type Shape = (usize, usize, usize, bool);
+    const SHAPES: [Shape; 8] = [
         (3, 1, 4, false),
         (5, 2, 3, true),
         (7, 5, 1, false),
@@ -223,15 +238,9 @@ mod tests {
 
     #[test]
     fn non_accumulating_products_never_read_the_destination() {
-        for (m, k, n, transposed) in SHAPES {
-            let a = values(m, k, 1);
-            let b_data = values(k, n, 2);
-            let b = if transposed {
-                Mat::new(&b_data, n, k).t()
-            } else {
-                Mat::new(&b_data, k, n)
-            };
-            let a = Mat::new(&a, m, k);
+        for shape @ (m, k, n, _) in SHAPES {
+            let (a, b) = (values(m, k, 1), values(k, n, 2));
+            let (a, b) = operands(&a, &b, shape);
             // A destination of NaN, one column wider than the product.
             let mut dst = vec![f32::NAN; m * (n + 1)];
             matmul(MatMut::strided(&mut dst, m, n, n + 1), a, b, false);
@@ -253,14 +262,9 @@ mod tests {
 
     #[test]
     fn accumulating_products_add_to_the_destination() {
-        for (m, k, n, transposed) in SHAPES {
-            let (a, b_data) = (values(m, k, 3), values(k, n, 4));
-            let b = if transposed {
-                Mat::new(&b_data, n, k).t()
-            } else {
-                Mat::new(&b_data, k, n)
-            };
-            let a = Mat::new(&a, m, k);
+        for shape @ (m, k, n, _) in SHAPES {
+            let (a, b) = (values(m, k, 3), values(k, n, 4));
+            let (a, b) = operands(&a, &b, shape);
             let mut dst = values(m, n, 5);
             let before = dst.clone();
             matmul(MatMut::new(&mut dst, m, n), a, b, true);
