@@ -6,7 +6,7 @@ use super::kernels::{compose, AttentionParams, AttentionSpec, Kernels, NormParam
 use super::layers::{Act, Linear};
 use super::param::ParamVisitor;
 use super::ModelTape;
-use crate::positional::{PositionalLayer, Positions, Rotation, Scores};
+use crate::positional::{PositionalLayer, Positions, Rotation, ScoreBias};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
@@ -34,10 +34,14 @@ impl<const D: usize, Dev: Device<f32>> AttentionContext<'_, D, Dev> {
     }
 
     /// The scheme's fixed or learned score bias of `layer`: (b, h, s, s).
-    pub fn score_bias<T: ModelTape<Dev>>(&self, layer: usize) -> Option<Scores<Dev, T>> {
-        self.position
-            .score_bias(layer, self.positions, self.heads)
-            .map(T::adopt)
+    pub fn score_bias<T: ModelTape<Dev>>(&self, layer: usize) -> Option<ScoreBias<Dev, T>> {
+        let bias = self
+            .position
+            .score_bias(layer, self.positions, self.heads)?;
+        Some(match bias {
+            ScoreBias::Fixed(bias) => ScoreBias::Fixed(bias),
+            ScoreBias::Trained(bias) => ScoreBias::Trained(T::adopt(bias)),
+        })
     }
 
     /// Whether `layer` can run as the fused sublayer: no dropout, and no hook
@@ -93,10 +97,13 @@ impl<const D: usize, Dev: Kernels> Attention<D, Dev> {
         let q = compose::rotate(compose::split_heads(q, ctx.heads), &spec); // (b, h, s, dh)
         let k = compose::rotate(compose::split_heads(k, ctx.heads), &spec); // (b, h, s, dh)
         let query_bias = position.query_bias(layer, T::lend(q.retaped::<T>()), pos);
-        let bias = [ctx.score_bias(layer), query_bias.map(T::adopt)]
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| a + b); // (b, h, s, s)
+        let bias = [
+            ctx.score_bias(layer).map(ScoreBias::into_tensor),
+            query_bias.map(T::adopt),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| a + b); // (b, h, s, s)
         let weights = compose::attention_weights(q, k, bias, &spec); // (b, h, s, s)
         let value_bias = position.value_bias(layer, T::lend(weights.retaped::<T>()), pos);
         let mut mixed = weights.matmul(compose::split_heads(v, ctx.heads)); // (b, h, s, dh)

@@ -44,7 +44,7 @@ impl<const D: usize, const F: usize, Dev: Kernels> Transformer<D, F, Dev> {
             });
         }
         if let Some(bias) = self.position.score_bias(0, &pos, heads) {
-            let v = bias.as_vec(); // (1, heads, n, n)
+            let v = bias.into_tensor().as_vec(); // (1, heads, n, n)
             let panel = |h: usize| StructurePanel {
                 label: format!("head {h}"),
                 rows: n,

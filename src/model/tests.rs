@@ -1,6 +1,6 @@
 use super::attention::{causal_mask, Attention, AttentionContext};
 use super::*;
-use crate::positional::{Positions, Rotation, Scores};
+use crate::positional::{Positions, Rotation, ScoreBias};
 use rand::{Rng, SeedableRng};
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -115,15 +115,16 @@ fn position_changes_the_output_except_for_nope() {
     }
 }
 
-/// A test scheme: a fixed (leaf) score bias and a rotation.
+/// A test scheme: a score bias on the tape (a leaf, so its gradient can be
+/// checked) and a rotation.
 struct BiasAndRotation {
     bias: Tensor<(usize, usize, usize, usize), f32, Cpu>,
     rotation: PositionalConfig,
 }
 
 impl PositionalLayer<8, Cpu> for BiasAndRotation {
-    fn score_bias(&self, _: usize, _: &Positions, _: usize) -> Option<Scores<Cpu, OTape<Cpu>>> {
-        Some(self.bias.retaped())
+    fn score_bias(&self, _: usize, _: &Positions, _: usize) -> Option<ScoreBias<Cpu>> {
+        Some(ScoreBias::Trained(self.bias.retaped()))
     }
     fn rotation(&self, pos: &Positions, heads: usize, head_dim: usize) -> Option<Rotation<Cpu>> {
         let mut r = rng(1);

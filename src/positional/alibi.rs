@@ -2,7 +2,7 @@
 //! of query i for key j ≤ i (Press et al. 2022). Not scaled by 1/√d.
 
 use super::{
-    BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
+    BuildContext, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef, ScoreBias, Scores,
 };
 use crate::options::FieldError;
 use dfdx::prelude::*;
@@ -133,17 +133,12 @@ struct AlibiLayer<Dev: Device<f32>> {
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for AlibiLayer<Dev> {
-    fn score_bias(
-        &self,
-        _layer: usize,
-        pos: &Positions,
-        heads: usize,
-    ) -> Option<Scores<Dev, OTape<Dev>>> {
+    fn score_bias(&self, _layer: usize, pos: &Positions, heads: usize) -> Option<ScoreBias<Dev>> {
         let shape = (pos.batch, heads, pos.seq, pos.seq);
         let bias = self.memo.get_or(pos, || {
             self.dev.tensor_from_vec(bias(&self.slopes, pos), shape)
         });
-        Some(bias.retaped())
+        Some(ScoreBias::Fixed(bias))
     }
 }
 
@@ -207,6 +202,7 @@ mod tests {
         let bias = layer
             .score_bias(0, &Positions::contiguous(1, 3), 4)
             .unwrap()
+            .into_tensor()
             .as_vec();
         // Heads 0 and 1 use the 2-head slopes 1/16 and 1/256; heads 2 and 3 are zero.
         assert_eq!(bias[3], -1.0 / 16.0);

@@ -32,6 +32,24 @@ pub use t5::bucket as log_bucket;
 pub type OTape<Dev> = OwnedTape<f32, Dev>;
 /// (batch, heads, query, key) scores or biases.
 pub type Scores<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
+
+/// A scheme's score bias. A fixed one (ALiBi) is off the tape, so attention
+/// skips its (batch, heads, seq, seq) gradient; a trained one (T5's, built
+/// from parameters) is on the tape and gets it.
+pub enum ScoreBias<Dev: Device<f32>, T = OTape<Dev>> {
+    Fixed(Scores<Dev, NoneTape>),
+    Trained(Scores<Dev, T>),
+}
+
+impl<Dev: Device<f32>, T: Tape<f32, Dev>> ScoreBias<Dev, T> {
+    /// The bias as one tensor on tape `T`, for the composed attention.
+    pub fn into_tensor(self) -> Scores<Dev, T> {
+        match self {
+            ScoreBias::Fixed(bias) => bias.retaped(),
+            ScoreBias::Trained(bias) => bias,
+        }
+    }
+}
 /// (batch, seq, D) input vectors on the owned tape.
 pub type Embedded<const D: usize, Dev> = Tensor<(usize, usize, Const<D>), f32, Dev, OTape<Dev>>;
 /// (batch, heads, seq, head_dim) queries, keys or values.
@@ -65,12 +83,7 @@ pub trait PositionalLayer<const D: usize, Dev: Device<f32>> {
         None
     }
     /// Added to the scaled attention scores of `layer`: (batch, heads, seq, seq).
-    fn score_bias(
-        &self,
-        _layer: usize,
-        _pos: &Positions,
-        _heads: usize,
-    ) -> Option<Scores<Dev, OTape<Dev>>> {
+    fn score_bias(&self, _layer: usize, _pos: &Positions, _heads: usize) -> Option<ScoreBias<Dev>> {
         None
     }
     /// Added to the scaled scores of `layer`, computed from the (unscaled)

@@ -4,7 +4,7 @@
 //! (Raffel et al. 2020, causal variant). Shared across layers by default, as T5.
 
 use super::{
-    BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
+    BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, ScoreBias,
 };
 use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
@@ -127,20 +127,15 @@ impl<Dev: Device<f32>> T5Layer<Dev> {
 }
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for T5Layer<Dev> {
-    fn score_bias(
-        &self,
-        layer: usize,
-        pos: &Positions,
-        heads: usize,
-    ) -> Option<Scores<Dev, OTape<Dev>>> {
+    fn score_bias(&self, layer: usize, pos: &Positions, heads: usize) -> Option<ScoreBias<Dev>> {
         let (b, s) = (pos.batch, pos.seq);
         let table = &self.tables[layer % self.tables.len()];
         let index = self.index(pos);
         let bias = table.on::<OTape<Dev>>().gather(index); // (b·s·s, heads)
-        Some(
+        Some(ScoreBias::Trained(
             bias.reshape_like(&(b, s, s, heads))
                 .permute::<_, Axes4<0, 3, 1, 2>>(),
-        )
+        ))
     }
     fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
         for t in &mut self.tables {
@@ -208,6 +203,7 @@ mod tests {
         let bias =
             PositionalLayer::<4, Cpu>::score_bias(&layer, 0, &Positions::contiguous(1, 4), 2)
                 .unwrap()
+                .into_tensor()
                 .as_vec();
         // Buckets of distance 0..3 with B = 4, D = 4: 0, 1, 2 (log-spaced), 3 (capped).
         let b: Vec<usize> = (0..4).map(|n| bucket(n, 4, 4)).collect();

@@ -5,7 +5,7 @@
 use super::{AttentionParams, AttentionSpec, FeedForwardParams, LinearParams, NormParams};
 use crate::model::layers::Act;
 use crate::model::Activation;
-use crate::positional::{Heads, Scores};
+use crate::positional::{Heads, ScoreBias, Scores};
 use dfdx::prelude::*;
 
 pub fn linear<O: Dim, const I: usize, Dev: Device<f32>, T: Tape<f32, Dev>>(
@@ -62,9 +62,10 @@ fn norm<const W: usize, Dev: Device<f32>, T: Tape<f32, Dev>>(
 pub fn attention_sublayer<const D: usize, Dev: Device<f32>, T: Tape<f32, Dev>>(
     x: Act<D, Dev, T>,
     params: &AttentionParams<D, Dev>,
-    bias: Option<Scores<Dev, T>>,
+    bias: Option<ScoreBias<Dev, T>>,
     spec: &AttentionSpec<Dev>,
 ) -> Act<D, Dev, T> {
+    let bias = bias.map(ScoreBias::into_tensor);
     let h = norm(x.retaped::<T>(), &params.norm);
     let q = dense(h.retaped::<T>(), &params.q, None);
     let k = dense(h.retaped::<T>(), &params.k, None);

@@ -26,7 +26,7 @@ pub use attention::query_blocks;
 
 use super::layers::Act;
 use super::Activation;
-use crate::positional::{Rotation, Scores};
+use crate::positional::{Rotation, ScoreBias};
 use dfdx::prelude::*;
 
 /// What attention needs besides its weights and the score bias.
@@ -103,7 +103,7 @@ pub trait Kernels: Device<f32> {
     fn attention_sublayer<const D: usize, T: Tape<f32, Self>>(
         x: Act<D, Self, T>,
         params: &AttentionParams<D, Self>,
-        bias: Option<Scores<Self, T>>,
+        bias: Option<ScoreBias<Self, T>>,
         spec: &AttentionSpec<Self>,
     ) -> Act<D, Self, T> {
         compose::attention_sublayer(x, params, bias, spec)
@@ -357,7 +357,7 @@ impl Kernels for Cpu {
     fn attention_sublayer<const D: usize, T: Tape<f32, Self>>(
         x: Act<D, Self, T>,
         params: &AttentionParams<D, Self>,
-        bias: Option<Scores<Self, T>>,
+        bias: Option<ScoreBias<Self, T>>,
         spec: &AttentionSpec<Self>,
     ) -> Act<D, Self, T> {
         if spec.dropout > 0.0 {
@@ -365,11 +365,16 @@ impl Kernels for Cpu {
             return compose::attention_sublayer(x, params, bias, spec);
         }
         let (x, mut tape) = x.contiguous().split_tape();
-        let bias = bias.map(|bias| {
-            let (bias, bias_tape) = bias.contiguous().split_tape();
-            tape = std::mem::take(&mut tape).merge(bias_tape);
-            bias
-        });
+        // A trained bias joins the tape and gets a gradient; a fixed one needs neither.
+        let (bias, trained_bias) = match bias {
+            None => (None, None),
+            Some(ScoreBias::Fixed(bias)) => (Some(host(&bias.contiguous())), None),
+            Some(ScoreBias::Trained(bias)) => {
+                let (bias, bias_tape) = bias.contiguous().split_tape();
+                tape = std::mem::take(&mut tape).merge(bias_tape);
+                (Some(host(&bias)), Some(bias))
+            }
+        };
         let (b, s, _) = *x.shape();
         let (rows, g) = (
             b * s,
@@ -395,22 +400,16 @@ impl Kernels for Cpu {
             k.forward(&h, rows),
             v.forward(&h, rows),
         );
-        let (mixed, attended) = attention::forward(
-            &qs,
-            &ks,
-            &vs,
-            bias.as_ref().map(host).as_deref(),
-            rotation.as_deref(),
-            g,
-        );
+        let (mixed, attended) =
+            attention::forward(&qs, &ks, &vs, bias.as_deref(), rotation.as_deref(), g);
         let y = out.forward_residual(&mixed, &xs, rows);
-        drop(xs);
+        drop((xs, bias));
         let y = x.device().tensor_from_vec(y, *x.shape());
         let output = y.clone();
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &output)?;
             let dmixed = out.backward(&dy, &mixed, rows, grads)?;
-            let dbias = match &bias {
+            let dbias = match &trained_bias {
                 Some(bias) => Some(grad_of(grads, bias)?),
                 None => None,
             };

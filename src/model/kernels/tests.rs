@@ -191,6 +191,8 @@ enum Bias {
     None,
     /// A trained (batch, heads, seq, seq) tensor.
     Full,
+    /// A fixed (batch, heads, seq, seq) tensor, off the tape (ALiBi's kind).
+    Fixed,
     /// One (heads, seq, seq) tensor broadcast over the batch, as a strided view.
     Broadcast,
 }
@@ -235,13 +237,14 @@ fn check_attention_sublayer<const D: usize>(
     let run = |fused: bool| {
         let bias = match bias {
             Bias::None => None,
-            Bias::Full => Some(full.clone().leaky_traced()),
-            Bias::Broadcast => Some(
+            Bias::Full => Some(ScoreBias::Trained(full.clone().leaky_traced())),
+            Bias::Fixed => Some(ScoreBias::Fixed(full.clone())),
+            Bias::Broadcast => Some(ScoreBias::Trained(
                 shared
                     .clone()
                     .leaky_traced()
                     .broadcast_like::<_, Axis<0>>(&scores),
-            ),
+            )),
         };
         let x = x.clone().leaky_traced();
         let y = if fused {
@@ -260,7 +263,7 @@ fn check_attention_sublayer<const D: usize>(
         layer.check(&gf, &gc, &format!("{case}: {name}"));
     }
     match bias {
-        Bias::None => {}
+        Bias::None | Bias::Fixed => {}
         Bias::Full => assert_grads_close(&gf, &gc, &full, &format!("{case}: dbias")),
         Bias::Broadcast => assert_grads_close(&gf, &gc, &shared, &format!("{case}: dbias")),
     }
@@ -272,6 +275,7 @@ fn attention_sublayer_matches_composition() {
     check_attention_sublayer::<6>(2, 5, 3, "{scheme: none}", Bias::Full, 2);
     check_attention_sublayer::<12>(3, 9, 2, "{scheme: alibi}", Bias::Broadcast, 3);
     check_attention_sublayer::<12>(2, 7, 3, "{scheme: rope}", Bias::None, 4);
+    check_attention_sublayer::<12>(3, 10, 4, "{scheme: none}", Bias::Fixed, 8);
     check_attention_sublayer::<16>(
         2,
         6,
