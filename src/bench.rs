@@ -55,6 +55,12 @@ pub struct BenchResult {
     /// shapes), replayed alone, as a share of the step's time (mean over
     /// the copies).
     pub matmul_share: f64,
+    /// The rate of those replayed products, GFLOP/s per copy (mean).
+    pub matmul_gflops: f64,
+    /// A well-shaped product alone (2048 × 256 by 256 × 256, the shape of
+    /// S2's projections), GFLOP/s per copy: what one core's sgemm reaches
+    /// at this moment, the ceiling `matmul_gflops` is read against.
+    pub reference_gflops: f64,
     /// Peak resident memory of this process so far (VmHWM), if readable.
     pub peak_rss_bytes: Option<u64>,
 }
@@ -91,11 +97,13 @@ struct Measure<'a> {
     steps: usize,
 }
 
-/// Tokens/s of training and evaluation, and the matmul share of a step.
+/// Tokens/s of training and evaluation, and the step's matrix products.
 struct Throughput {
     train: f64,
     eval: f64,
     matmul_share: f64,
+    matmul_gflops: f64,
+    reference_gflops: f64,
 }
 
 impl WithWidths for Measure<'_> {
@@ -136,8 +144,7 @@ impl WithWidths for Measure<'_> {
         }
         let step_s = clock.elapsed().as_secs_f64() / self.steps as f64;
         let train = n as f64 / step_s;
-        let matmul_share =
-            replay_matmuls(&self.config, D, F, self.batch, self.seq, self.steps) / step_s;
+        let products = replay_matmuls(&self.config, D, F, self.batch, self.seq, self.steps);
         let input = TokenBatch {
             tokens: &batch.tokens,
             positions: &batch.positions,
@@ -151,14 +158,51 @@ impl WithWidths for Measure<'_> {
         Throughput {
             train,
             eval,
-            matmul_share,
+            matmul_share: products.seconds / step_s,
+            matmul_gflops: products.flops / products.seconds / 1e9,
+            reference_gflops: reference_gflops(),
         }
     }
 }
 
-/// Seconds per step of the matrix products a training step performs, run
-/// alone with the fused kernels' layouts on random operands (mean over
-/// `steps` replays): for each linear layer y = xWᵀ its forward and the two
+/// Seconds and floating-point operations of one step's products.
+struct Products {
+    seconds: f64,
+    flops: f64,
+}
+
+/// dst (+)= a · b, counting its 2mnk operations into `flops`.
+fn counted(flops: &mut f64, dst: MatMut, a: Mat, b: Mat, accumulate: bool) {
+    *flops += 2.0 * (a.rows * a.cols * b.cols) as f64;
+    matmul(dst, a, b, accumulate);
+}
+
+/// A 2048 × 256 by 256 × 256 product, repeated for about 0.2 s: GFLOP/s.
+fn reference_gflops() -> f64 {
+    let (m, k, n) = (2048, 256, 256);
+    let mut r = stream(2, "bench reference");
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect() };
+    let (a, b, mut c) = (random(m * k), random(k * n), vec![0.0; m * n]);
+    let mut product = || {
+        matmul(
+            MatMut::new(&mut c, m, n),
+            Mat::new(&a, m, k),
+            Mat::new(&b, k, n),
+            false,
+        )
+    };
+    product();
+    let (clock, mut repeats) = (Instant::now(), 0);
+    while clock.elapsed().as_secs_f64() < 0.2 {
+        product();
+        repeats += 1;
+    }
+    2.0 * (m * k * n * repeats) as f64 / clock.elapsed().as_secs_f64() / 1e9
+}
+
+/// The matrix products a training step performs, run alone with the fused
+/// kernels' layouts on random operands (time: mean over `steps` replays):
+/// for each linear layer y = xWᵀ its forward and the two
 /// backward products (dx = dy·W, dW = dyᵀ·x), the unembedding likewise, and
 /// for attention per (batch, head) and causal query block the scores, the
 /// weighted sum and their four backward products, on head blocks read in
@@ -170,7 +214,7 @@ fn replay_matmuls(
     batch: usize,
     seq: usize,
     steps: usize,
-) -> f64 {
+) -> Products {
     let (rows, dh) = (batch * seq, d / config.heads);
     let widest = d.max(f).max(VOCAB);
     let mut r = stream(1, "bench replay");
@@ -189,22 +233,25 @@ fn replay_matmuls(
     for _ in 0..config.layers {
         linears.extend([(d, d), (d, d), (d, d), (d, d), (d, f), (f, d)]);
     }
-    let mut replay = || {
+    let mut replay = |flops: &mut f64| {
         for &(i, o) in &linears {
-            matmul(
+            counted(
+                flops,
                 MatMut::new(&mut out, rows, o),
                 Mat::new(&x, rows, i),
                 Mat::new(&w, o, i).t(),
                 true,
             );
-            matmul(
+            counted(
+                flops,
                 MatMut::new(&mut out, rows, i),
                 Mat::new(&dy, rows, o),
                 Mat::new(&w, o, i),
                 true,
             );
             if o <= i {
-                matmul(
+                counted(
+                    flops,
                     MatMut::new(&mut dw, o, i),
                     Mat::new(&dy, rows, o).t(),
                     Mat::new(&x, rows, i),
@@ -212,7 +259,8 @@ fn replay_matmuls(
                 );
             } else {
                 // Tall weights: dWᵀ = xᵀ·dy, as linear::backward_weight does.
-                matmul(
+                counted(
+                    flops,
                     MatMut::new(&mut dw, i, o),
                     Mat::new(&x, rows, i).t(),
                     Mat::new(&dy, rows, o),
@@ -233,21 +281,38 @@ fn replay_matmuls(
                 );
                 let kt = Mat::strided(&transposed, dh, keys, seq);
                 let tail = Mat::strided(&heads, seq - rows.start, dh, d);
-                matmul(MatMut::strided(&mut scores, n, keys, seq), q, kt, false); // q·kᵀ
-                matmul(MatMut::strided(&mut out, n, dh, d), p, k, false); // p·v
-                matmul(MatMut::strided(&mut scores, n, keys, seq), q, kt, false); // dp = dy·vᵀ
-                matmul(MatMut::strided(&mut out, n, dh, d), p, k, true); // dq = ds·k
-                matmul(MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dv = pᵀ·dy
-                matmul(MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dk = dsᵀ·q
+                counted(
+                    flops,
+                    MatMut::strided(&mut scores, n, keys, seq),
+                    q,
+                    kt,
+                    false,
+                ); // q·kᵀ
+                counted(flops, MatMut::strided(&mut out, n, dh, d), p, k, false); // p·v
+                counted(
+                    flops,
+                    MatMut::strided(&mut scores, n, keys, seq),
+                    q,
+                    kt,
+                    false,
+                ); // dp = dy·vᵀ
+                counted(flops, MatMut::strided(&mut out, n, dh, d), p, k, true); // dq = ds·k
+                counted(flops, MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dv = pᵀ·dy
+                counted(flops, MatMut::strided(&mut out, n, dh, d), pt, tail, true);
+                // dk = dsᵀ·q
             }
         }
     };
-    replay();
+    let mut flops = 0.0;
+    replay(&mut flops);
     let clock = Instant::now();
     for _ in 0..steps {
-        replay();
+        replay(&mut 0.0);
     }
-    clock.elapsed().as_secs_f64() / steps as f64
+    Products {
+        seconds: clock.elapsed().as_secs_f64() / steps as f64,
+        flops,
+    }
 }
 
 /// Times `steps` training and evaluation steps of `model` with `scheme`,
@@ -293,9 +358,16 @@ pub fn measure(
         jobs: copies.len(),
         train_tokens_per_s: copies.iter().map(|c| c.train).sum(),
         eval_tokens_per_s: copies.iter().map(|c| c.eval).sum(),
-        matmul_share: copies.iter().map(|c| c.matmul_share).sum::<f64>() / copies.len() as f64,
+        matmul_share: mean(copies.iter().map(|c| c.matmul_share)),
+        matmul_gflops: mean(copies.iter().map(|c| c.matmul_gflops)),
+        reference_gflops: mean(copies.iter().map(|c| c.reference_gflops)),
         peak_rss_bytes: peak_rss_bytes(),
     }
+}
+
+fn mean(values: impl ExactSizeIterator<Item = f64>) -> f64 {
+    let n = values.len() as f64;
+    values.sum::<f64>() / n
 }
 
 /// The per-scheme medians of interleaved repetitions (each a list in scheme order).
@@ -309,6 +381,8 @@ pub fn medians(repeats: &[Vec<BenchResult>]) -> Vec<BenchResult> {
             train_tokens_per_s: median(repeats.iter().map(|r| r[i].train_tokens_per_s).collect()),
             eval_tokens_per_s: median(repeats.iter().map(|r| r[i].eval_tokens_per_s).collect()),
             matmul_share: median(repeats.iter().map(|r| r[i].matmul_share).collect()),
+            matmul_gflops: median(repeats.iter().map(|r| r[i].matmul_gflops).collect()),
+            reference_gflops: median(repeats.iter().map(|r| r[i].reference_gflops).collect()),
             peak_rss_bytes: repeats.iter().filter_map(|r| r[i].peak_rss_bytes).max(),
             ..repeats[0][i].clone()
         })
@@ -318,22 +392,31 @@ pub fn medians(repeats: &[Vec<BenchResult>]) -> Vec<BenchResult> {
 /// A table with the ratio of each scheme to the first (`none` by default).
 pub fn table(results: &[BenchResult]) -> String {
     let mut out = format!(
-        "{:<36} {:>5} {:>14} {:>10} {:>14} {:>10} {:>8}\n",
-        "scheme", "jobs", "train tok/s", "vs first", "eval tok/s", "vs first", "matmul"
+        "{:<36} {:>5} {:>14} {:>10} {:>14} {:>10} {:>8} {:>14}\n",
+        "scheme",
+        "jobs",
+        "train tok/s",
+        "vs first",
+        "eval tok/s",
+        "vs first",
+        "matmul",
+        "GFLOP/s (ref)"
     );
     let (t0, e0) = results
         .first()
         .map_or((1.0, 1.0), |r| (r.train_tokens_per_s, r.eval_tokens_per_s));
     for r in results {
         out.push_str(&format!(
-            "{:<36} {:>5} {:>14.0} {:>10.2} {:>14.0} {:>10.2} {:>7.0}%\n",
+            "{:<36} {:>5} {:>14.0} {:>10.2} {:>14.0} {:>10.2} {:>7.0}% {:>7.0} ({:>4.0})\n",
             r.scheme,
             r.jobs,
             r.train_tokens_per_s,
             r.train_tokens_per_s / t0,
             r.eval_tokens_per_s,
             r.eval_tokens_per_s / e0,
-            100.0 * r.matmul_share
+            100.0 * r.matmul_share,
+            r.matmul_gflops,
+            r.reference_gflops
         ));
     }
     out

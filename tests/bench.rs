@@ -7,7 +7,7 @@ mod common;
 use common::{posembed, text};
 
 #[test]
-fn json_lines_carry_throughput_memory_and_the_matmul_share() {
+fn json_lines_carry_throughput_memory_and_the_matmul_figures() {
     let tmp = tempfile::tempdir().unwrap();
     let out = posembed(
         tmp.path(),
@@ -26,7 +26,12 @@ fn json_lines_carry_throughput_memory_and_the_matmul_share() {
         assert_eq!(line["model"], "s1");
         assert_eq!(line["scheme"], scheme);
         assert_eq!(line["jobs"], 2);
-        for key in ["train_tokens_per_s", "eval_tokens_per_s"] {
+        for key in [
+            "train_tokens_per_s",
+            "eval_tokens_per_s",
+            "matmul_gflops",
+            "reference_gflops",
+        ] {
             assert!(line[key].as_f64().unwrap() > 0.0, "{line}");
         }
         let share = line["matmul_share"].as_f64().unwrap();

@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""posembed against PyTorch eager, measured side by side: for each model and
-scheme, alternate `posembed bench` and `pytorch_reference.py` runs (which
-one goes first alternates too), then print the medians as a Markdown table.
+"""posembed against PyTorch eager, measured side by side: each round runs,
+for every scheme in turn, `posembed bench` and `pytorch_reference.py` back
+to back (which one goes first alternates), then the medians are printed as
+a Markdown table. Each round is a pair measured within seconds of each
+other, so the table also gives the median and range of the per-round
+ratios: on a shared VM whose speed drifts over minutes, those are steadier
+than the ratio of the medians, and the schemes see the same drift because
+their rounds interleave. The last column is the rate each side's sgemm
+reached on one 2048 x 256 by 256 x 256 product at the end of its runs
+(medians): whether the two matrix-product libraries were on par.
 
     cargo build --release
     python3 tests/bench/side_by_side.py --model s1 --model s2 --rounds 5
@@ -29,7 +36,7 @@ def posembed(binary, model, scheme, steps, jobs):
          "--repeat", "1", "--jobs", str(jobs), "--json"],
         check=True, capture_output=True, text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return r["train_tokens_per_s"], r["eval_tokens_per_s"]
+    return r["train_tokens_per_s"], r["eval_tokens_per_s"], r["reference_gflops"]
 
 
 def pytorch(_binary, model, scheme, steps, jobs):
@@ -38,7 +45,8 @@ def pytorch(_binary, model, scheme, steps, jobs):
          "--steps", str(steps), "--procs", str(jobs), "--json"],
         check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.strip().splitlines()]
-    return (sum(r["train_tokens_per_s"] for r in rows), sum(r["eval_tokens_per_s"] for r in rows))
+    return (sum(r["train_tokens_per_s"] for r in rows), sum(r["eval_tokens_per_s"] for r in rows),
+            statistics.mean(r["reference_gflops"] for r in rows))
 
 
 def main():
@@ -55,20 +63,31 @@ def main():
             parser.error(f"--{name} must be at least 1")
     if not pathlib.Path(args.posembed).is_file():
         parser.error(f"no posembed binary at {args.posembed}: run `cargo build --release` or pass --posembed PATH")
-    print("| model | scheme | jobs | posembed train tok/s | PyTorch train tok/s | ratio | posembed eval tok/s | PyTorch eval tok/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | scheme | jobs | posembed train tok/s | PyTorch train tok/s | ratio of medians "
+          "| median (range) of round ratios | posembed eval tok/s | PyTorch eval tok/s "
+          "| sgemm GFLOP/s: gemm, PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    schemes = args.scheme or ["none", "sinusoidal", "alibi", "rope"]
     for model in args.model or ["s1", "s2"]:
         steps = args.steps if model == "s1" else max(args.steps // 4, 3)
-        for scheme in args.scheme or ["none", "sinusoidal", "alibi", "rope"]:
-            ours, theirs = [], []
-            for round in range(args.rounds):
-                pair = [(ours, posembed), (theirs, pytorch)]
+        ours = {scheme: [] for scheme in schemes}
+        theirs = {scheme: [] for scheme in schemes}
+        for round in range(args.rounds):
+            for scheme in schemes:
+                pair = [(ours[scheme], posembed), (theirs[scheme], pytorch)]
                 for results, run in pair if round % 2 == 0 else pair[::-1]:
                     results.append(run(args.posembed, model, scheme, steps, args.jobs))
-            train = [statistics.median(r[0] for r in rs) for rs in (ours, theirs)]
-            evaluation = [statistics.median(r[1] for r in rs) for rs in (ours, theirs)]
+        for scheme in schemes:
+            a, b = ours[scheme], theirs[scheme]
+            train = [statistics.median(r[0] for r in rs) for rs in (a, b)]
+            evaluation = [statistics.median(r[1] for r in rs) for rs in (a, b)]
+            sgemm = [statistics.median(r[2] for r in rs) for rs in (a, b)]
+            ratios = [x[0] / y[0] for x, y in zip(a, b)]
             print(f"| {model} | {scheme} | {args.jobs} | {train[0]:.0f} | {train[1]:.0f} | "
-                  f"{train[0] / train[1]:.2f} | {evaluation[0]:.0f} | {evaluation[1]:.0f} |", flush=True)
+                  f"{train[0] / train[1]:.2f} | {statistics.median(ratios):.2f} "
+                  f"({min(ratios):.2f}–{max(ratios):.2f}) | {evaluation[0]:.0f} | {evaluation[1]:.0f} | "
+                  f"{sgemm[0]:.0f}, {sgemm[1]:.0f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
