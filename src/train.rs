@@ -371,11 +371,12 @@ impl AdamW {
         }
     }
 
-    /// One update with gradients scaled by `grad_scale` (the clipping factor).
+    /// One update with `grads` (from [`host_grads`]) scaled by `grad_scale`
+    /// (the clipping factor).
     pub fn step<const D: usize, const F: usize, Dev: Kernels>(
         &mut self,
         model: &mut Transformer<D, F, Dev>,
-        grads: &Gradients<f32, Dev>,
+        grads: &[Vec<f32>],
         cfg: &TrainConfig,
         lr: f64,
         grad_scale: f32,
@@ -391,12 +392,11 @@ impl AdamW {
                 self.m.push(vec![0.0; p.numel()]);
                 self.v.push(vec![0.0; p.numel()]);
             }
-            let (m, v) = (&mut self.m[index], &mut self.v[index]);
-            let g = p.grad(grads);
+            let (m, v, g) = (&mut self.m[index], &mut self.v[index], &grads[index]);
             let mut w = p.values();
             let decay = if p.decays() { 1.0 - lr * wd } else { 1.0 };
             // Zipped iterators: no bounds checks, so the loop vectorizes.
-            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(&g) {
+            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
                 let g = g * grad_scale;
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
@@ -415,20 +415,24 @@ impl Default for AdamW {
     }
 }
 
-/// Global L2 norm of all parameter gradients.
-pub fn grad_norm<const D: usize, const F: usize, Dev: Kernels>(
+/// Every parameter's gradient on the host, in visit order: copied out of
+/// dfdx once for both the norm and the update.
+pub fn host_grads<const D: usize, const F: usize, Dev: Kernels>(
     model: &mut Transformer<D, F, Dev>,
     grads: &Gradients<f32, Dev>,
-) -> f64 {
-    let mut sum = 0f64;
-    model.visit_params(&mut |p| {
-        sum += p
-            .grad(grads)
-            .iter()
-            .map(|&g| (g as f64) * (g as f64))
-            .sum::<f64>();
-    });
-    sum.sqrt()
+) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    model.visit_params(&mut |p| out.push(p.grad(grads)));
+    out
+}
+
+/// Global L2 norm of all parameter gradients.
+pub fn grad_norm(grads: &[Vec<f32>]) -> f64 {
+    grads
+        .iter()
+        .map(|g| g.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>())
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// One point of a logged curve.
@@ -540,8 +544,8 @@ pub fn train_step<const D: usize, const F: usize, Dev: Kernels>(
         loss = loss + term * (*weight as f32);
     }
     let loss_value = loss.as_vec()[0] as f64;
-    let grads = loss.backward();
-    let grad_norm = grad_norm(model, &grads);
+    let grads = host_grads(model, &loss.backward());
+    let grad_norm = grad_norm(&grads);
     if loss_value.is_finite() && grad_norm.is_finite() {
         let scale = match cfg.clip {
             Some(clip) if grad_norm > clip => (clip / grad_norm) as f32,
@@ -663,6 +667,70 @@ pub fn train<const D: usize, const F: usize, Dev: Kernels>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grad_norm_is_the_l2_norm_over_all_parameters() {
+        assert_eq!(grad_norm(&[vec![3.0, 4.0], vec![], vec![12.0]]), 13.0);
+    }
+
+    /// AdamW's first moments after t steps of a constant gradient g are
+    /// (1 − β^t) g, so with bias correction every step moves a weight by
+    /// lr · g / (|g| + eps), plus lr · wd · w on decayed parameters only.
+    #[test]
+    fn adamw_steps_match_the_bias_corrected_update() {
+        let ctx = crate::positional::SchemeContext {
+            d_model: 8,
+            heads: 2,
+            max_position: 16,
+        };
+        let none = crate::positional::parse(&serde_yaml::from_str("{scheme: none}").unwrap(), &ctx)
+            .unwrap();
+        let config = crate::model::ModelConfig {
+            d_model: 8,
+            ff: 16,
+            layers: 1,
+            heads: 2,
+            ..Default::default()
+        };
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let mut model =
+            Transformer::<8, 16, Cpu>::new(&Cpu::default(), &config, &none, 5, None, &mut rng);
+        let mut before = Vec::new();
+        model.visit_params(&mut |p| before.push((p.values(), p.decays())));
+        let grads: Vec<Vec<f32>> = before
+            .iter()
+            .map(|(w, _)| (0..w.len()).map(|i| (i as f32 - 3.5) * 0.25).collect())
+            .collect();
+        let cfg = TrainConfig {
+            weight_decay: 0.1,
+            ..TrainConfig::default()
+        };
+        let (lr, scale) = (0.01, 0.5);
+        let mut opt = AdamW::new();
+        for _ in 0..2 {
+            opt.step(&mut model, &grads, &cfg, lr, scale);
+        }
+        let mut after = Vec::new();
+        model.visit_params(&mut |p| after.push(p.values()));
+        assert!(before.iter().any(|(_, decays)| *decays) && before.iter().any(|(_, d)| !d));
+        for (((w0, decays), g), w2) in before.iter().zip(&grads).zip(&after) {
+            for ((&w0, &g), &w2) in w0.iter().zip(g).zip(w2) {
+                let (mut w, g) = (w0 as f64, g as f64 * scale as f64);
+                for _ in 0..2 {
+                    let decay = if *decays {
+                        1.0 - lr * cfg.weight_decay
+                    } else {
+                        1.0
+                    };
+                    w = w * decay - lr * g / (g.abs() + cfg.eps);
+                }
+                assert!(
+                    (w2 as f64 - w).abs() < 1e-6,
+                    "{w2} vs {w} (decays {decays})"
+                );
+            }
+        }
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_floor() {
