@@ -177,12 +177,25 @@ fn counted(flops: &mut f64, dst: MatMut, a: Mat, b: Mat, accumulate: bool) {
     matmul(dst, a, b, accumulate);
 }
 
+/// A (rows, cols) view with row stride `rs` of `data`.
+fn strided(data: &mut [f32], (rows, cols, rs): (usize, usize, usize)) -> MatMut<'_> {
+    MatMut::strided(data, rows, cols, rs)
+}
+
+/// `len` values uniform in [−1, 1).
+fn uniform(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+}
+
 /// A 2048 × 256 by 256 × 256 product, repeated for about 0.2 s: GFLOP/s.
 fn reference_gflops() -> f64 {
     let (m, k, n) = (2048, 256, 256);
     let mut r = stream(2, "bench reference");
-    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect() };
-    let (a, b, mut c) = (random(m * k), random(k * n), vec![0.0; m * n]);
+    let (a, b, mut c) = (
+        uniform(&mut r, m * k),
+        uniform(&mut r, k * n),
+        vec![0.0; m * n],
+    );
     let mut product = || {
         matmul(
             MatMut::new(&mut c, m, n),
@@ -218,7 +231,7 @@ fn replay_matmuls(
     let (rows, dh) = (batch * seq, d / config.heads);
     let widest = d.max(f).max(VOCAB);
     let mut r = stream(1, "bench replay");
-    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect() };
+    let mut random = |len: usize| uniform(&mut r, len);
     let (x, w, dy) = (
         random(rows * widest),
         random(widest * widest),
@@ -281,25 +294,16 @@ fn replay_matmuls(
                 );
                 let kt = Mat::strided(&transposed, dh, keys, seq);
                 let tail = Mat::strided(&heads, seq - rows.start, dh, d);
-                counted(
-                    flops,
-                    MatMut::strided(&mut scores, n, keys, seq),
-                    q,
-                    kt,
-                    false,
-                ); // q·kᵀ
-                counted(flops, MatMut::strided(&mut out, n, dh, d), p, k, false); // p·v
-                counted(
-                    flops,
-                    MatMut::strided(&mut scores, n, keys, seq),
-                    q,
-                    kt,
-                    false,
-                ); // dp = dy·vᵀ
-                counted(flops, MatMut::strided(&mut out, n, dh, d), p, k, true); // dq = ds·k
-                counted(flops, MatMut::strided(&mut out, n, dh, d), pt, tail, true); // dv = pᵀ·dy
-                counted(flops, MatMut::strided(&mut out, n, dh, d), pt, tail, true);
-                // dk = dsᵀ·q
+                // (rows, cols, row stride) of a score block and of a head block.
+                let (block, head) = ((n, keys, seq), (n, dh, d));
+                // Forward: the scores q·kᵀ, the weighted sum p·v.
+                counted(flops, strided(&mut scores, block), q, kt, false);
+                counted(flops, strided(&mut out, head), p, k, false);
+                // Backward: dp = dy·vᵀ, dq = ds·k, dv = pᵀ·dy, dk = dsᵀ·q.
+                counted(flops, strided(&mut scores, block), q, kt, false);
+                counted(flops, strided(&mut out, head), p, k, true);
+                counted(flops, strided(&mut out, head), pt, tail, true);
+                counted(flops, strided(&mut out, head), pt, tail, true);
             }
         }
     };

@@ -393,6 +393,11 @@ impl AdamW {
                 self.v.push(vec![0.0; p.numel()]);
             }
             let (m, v, g) = (&mut self.m[index], &mut self.v[index], &grads[index]);
+            assert_eq!(
+                g.len(),
+                p.numel(),
+                "gradient {index} does not fit its parameter"
+            );
             let mut w = p.values();
             let decay = if p.decays() { 1.0 - lr * wd } else { 1.0 };
             // Zipped iterators: no bounds checks, so the loop vectorizes.
@@ -406,6 +411,7 @@ impl AdamW {
             p.set_values(&w);
             index += 1;
         });
+        assert_eq!(index, grads.len(), "one gradient per parameter");
     }
 }
 
@@ -697,9 +703,9 @@ mod tests {
             Transformer::<8, 16, Cpu>::new(&Cpu::default(), &config, &none, 5, None, &mut rng);
         let mut before = Vec::new();
         model.visit_params(&mut |p| before.push((p.values(), p.decays())));
-        let grads: Vec<Vec<f32>> = before
-            .iter()
-            .map(|(w, _)| (0..w.len()).map(|i| (i as f32 - 3.5) * 0.25).collect())
+        // Distinct per parameter, so a mix-up between equal shapes shows.
+        let grads: Vec<Vec<f32>> = (before.iter().enumerate())
+            .map(|(p, (w, _))| (0..w.len()).map(|i| (i + p) as f32 * 0.25 - 3.4).collect())
             .collect();
         let cfg = TrainConfig {
             weight_decay: 0.1,

@@ -33,9 +33,10 @@ pub type OTape<Dev> = OwnedTape<f32, Dev>;
 /// (batch, heads, query, key) scores or biases.
 pub type Scores<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
 
-/// A scheme's score bias. A fixed one (ALiBi) is off the tape, so attention
-/// skips its (batch, heads, seq, seq) gradient; a trained one (T5's, built
-/// from parameters) is on the tape and gets it.
+/// A scheme's score bias. A fixed one (ALiBi) is off the tape, so the fused
+/// CPU attention skips its (batch, heads, seq, seq) gradient (the composed
+/// path still computes one and drops it); a trained one (T5's, built from
+/// parameters) is on the tape and gets it.
 pub enum ScoreBias<Dev: Device<f32>, T = OTape<Dev>> {
     Fixed(Scores<Dev, NoneTape>),
     Trained(Scores<Dev, T>),

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """posembed against PyTorch eager, measured side by side: each round runs,
 for every scheme in turn, `posembed bench` and `pytorch_reference.py` back
-to back (which one goes first alternates), then the medians are printed as
-a Markdown table. Each round is a pair measured within seconds of each
+to back (which one goes first alternates between rounds and between
+schemes), then the medians are printed as a Markdown table. Each round is a pair measured within seconds of each
 other, so the table also gives the median and range of the per-round
 ratios: on a shared VM whose speed drifts over minutes, those are steadier
 than the ratio of the medians, and the schemes see the same drift because
@@ -72,10 +72,10 @@ def main():
         steps = args.steps if model == "s1" else max(args.steps // 4, 3)
         ours = {scheme: [] for scheme in schemes}
         theirs = {scheme: [] for scheme in schemes}
-        for round in range(args.rounds):
-            for scheme in schemes:
+        for turn in range(args.rounds):
+            for i, scheme in enumerate(schemes):
                 pair = [(ours[scheme], posembed), (theirs[scheme], pytorch)]
-                for results, run in pair if round % 2 == 0 else pair[::-1]:
+                for results, run in pair if (turn + i) % 2 == 0 else pair[::-1]:
                     results.append(run(args.posembed, model, scheme, steps, args.jobs))
         for scheme in schemes:
             a, b = ours[scheme], theirs[scheme]
