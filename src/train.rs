@@ -684,23 +684,8 @@ mod tests {
     /// lr · g / (|g| + eps), plus lr · wd · w on decayed parameters only.
     #[test]
     fn adamw_steps_match_the_bias_corrected_update() {
-        let ctx = crate::positional::SchemeContext {
-            d_model: 8,
-            heads: 2,
-            max_position: 16,
-        };
-        let none = crate::positional::parse(&serde_yaml::from_str("{scheme: none}").unwrap(), &ctx)
-            .unwrap();
-        let config = crate::model::ModelConfig {
-            d_model: 8,
-            ff: 16,
-            layers: 1,
-            heads: 2,
-            ..Default::default()
-        };
-        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-        let mut model =
-            Transformer::<8, 16, Cpu>::new(&Cpu::default(), &config, &none, 5, None, &mut rng);
+        use crate::model::tests::{scheme, tiny_model};
+        let mut model = tiny_model(&scheme("{scheme: none}"));
         let mut before = Vec::new();
         model.visit_params(&mut |p| before.push((p.values(), p.decays())));
         // Distinct per parameter, so a mix-up between equal shapes shows.

@@ -445,4 +445,4 @@ pub fn weighted_cross_entropy<Dev: Kernels, T: Tape<f32, Dev>>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,8 @@ fn random(n: usize, r: &mut ChaCha8Rng) -> Vec<f32> {
     (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
 }
 
-fn scheme(yaml: &str) -> PositionalConfig {
+/// A scheme for the tiny test models (d_model 16, 2 heads).
+pub(crate) fn scheme(yaml: &str) -> PositionalConfig {
     let ctx = positional::SchemeContext {
         d_model: 16,
         heads: 2,
@@ -20,7 +21,8 @@ fn scheme(yaml: &str) -> PositionalConfig {
     positional::parse(&serde_yaml::from_str(yaml).unwrap(), &ctx).unwrap()
 }
 
-fn tiny_model(positional: &PositionalConfig) -> Transformer<16, 64, Cpu> {
+/// A 2-layer, d_model 16 decoder over 9 tokens, seeded.
+pub(crate) fn tiny_model(positional: &PositionalConfig) -> Transformer<16, 64, Cpu> {
     let dev: Cpu = Default::default();
     let config = ModelConfig {
         d_model: 16,
