@@ -17,36 +17,95 @@ reached on one 2048 x 256 by 256 x 256 product at the end of its runs
 With `--jobs N`, posembed trains N copies side by side (one thread each) and
 PyTorch runs N single-thread processes; both report the summed tokens/s.
 `--posembed PATH` measures another build (e.g. an older commit's binary).
+
+With `--concurrent` (one run each, two cores needed) the two sides run at
+the same time instead of one after the other, each pinned to its own core,
+and swap cores every round: both see the same machine state (on a shared VM
+whose clock depends on what the other core does, this narrows the per-round
+ratios several-fold). PyTorch starts first, and posembed once PyTorch has
+had the time it takes to import torch, so that the timed training phases
+overlap; give both enough steps to train for several seconds (e.g.
+`--steps 80` for S1, which S2 divides by 4 as usual).
 """
 
 import argparse
 import json
+import os
 import pathlib
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 POSEMBED = HERE.parent.parent / "target" / "release" / "posembed"
 
 
-def posembed(binary, model, scheme, steps, jobs):
-    out = subprocess.run(
-        [binary, "bench", "--model", model, "--scheme", scheme, "--steps", str(steps),
-         "--repeat", "1", "--jobs", str(jobs), "--json"],
-        check=True, capture_output=True, text=True).stdout
+def posembed_command(binary, model, scheme, steps, jobs):
+    return [binary, "bench", "--model", model, "--scheme", scheme, "--steps", str(steps),
+            "--repeat", "1", "--jobs", str(jobs), "--json"]
+
+
+def posembed_result(out):
     r = json.loads(out.strip().splitlines()[-1])
     return r["train_tokens_per_s"], r["eval_tokens_per_s"], r["reference_gflops"]
 
 
-def pytorch(_binary, model, scheme, steps, jobs):
-    out = subprocess.run(
-        [sys.executable, HERE / "pytorch_reference.py", "--model", model, "--scheme", scheme,
-         "--steps", str(steps), "--procs", str(jobs), "--json"],
-        check=True, capture_output=True, text=True).stdout
+def pytorch_command(_binary, model, scheme, steps, jobs):
+    return [sys.executable, str(HERE / "pytorch_reference.py"), "--model", model, "--scheme", scheme,
+            "--steps", str(steps), "--procs", str(jobs), "--json"]
+
+
+def pytorch_result(out):
     rows = [json.loads(line) for line in out.strip().splitlines()]
     return (sum(r["train_tokens_per_s"] for r in rows), sum(r["eval_tokens_per_s"] for r in rows),
             statistics.mean(r["reference_gflops"] for r in rows))
+
+
+POSEMBED_SIDE = (posembed_command, posembed_result)
+PYTORCH_SIDE = (pytorch_command, pytorch_result)
+
+
+def launch(command, core=None):
+    """Starts `command`, pinned to one core when `core` is given."""
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
+
+
+def finish(process, parse):
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, process.args, out)
+    return parse(out)
+
+
+def one_after_the_other(args, model, scheme, steps, first_is_posembed):
+    """(posembed, PyTorch) results, run back to back."""
+    sides = [POSEMBED_SIDE, PYTORCH_SIDE]
+    order = sides if first_is_posembed else sides[::-1]
+    results = {}
+    for command, parse in order:
+        results[command] = finish(launch(command(args.posembed, model, scheme, steps, args.jobs)), parse)
+    return results[posembed_command], results[pytorch_command]
+
+
+def at_the_same_time(args, model, scheme, steps, posembed_core, import_seconds):
+    """(posembed, PyTorch) results, run concurrently on two cores; posembed starts
+    once PyTorch has had the time to import torch, so their training overlaps."""
+    theirs = launch(pytorch_command(args.posembed, model, scheme, steps, 1), 1 - posembed_core)
+    time.sleep(import_seconds)
+    ours = launch(posembed_command(args.posembed, model, scheme, steps, 1), posembed_core)
+    return finish(ours, posembed_result), finish(theirs, pytorch_result)
+
+
+def import_seconds():
+    """Median wall time of `import torch` in a fresh interpreter."""
+    times = []
+    for _ in range(3):
+        clock = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        times.append(time.perf_counter() - clock)
+    return statistics.median(times)
 
 
 def main():
@@ -57,16 +116,24 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--posembed", default=str(POSEMBED), help="the posembed binary")
+    parser.add_argument("--concurrent", action="store_true",
+                        help="run the two sides at the same time, one core each (see above)")
     args = parser.parse_args()
     for name in ("rounds", "steps", "jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if not pathlib.Path(args.posembed).is_file():
         parser.error(f"no posembed binary at {args.posembed}: run `cargo build --release` or pass --posembed PATH")
+    if args.concurrent and args.jobs != 1:
+        parser.error("--concurrent runs one posembed run against one PyTorch process: drop --jobs")
+    if args.concurrent and not {0, 1} <= os.sched_getaffinity(0):
+        parser.error("--concurrent needs cores 0 and 1")
+    delay = import_seconds() if args.concurrent else 0.0
     print("| model | scheme | jobs | posembed train tok/s | PyTorch train tok/s | ratio of medians "
           "| median (range) of round ratios | posembed eval tok/s | PyTorch eval tok/s "
           "| sgemm GFLOP/s: gemm, PyTorch |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    jobs = "1, concurrently" if args.concurrent else args.jobs
     schemes = args.scheme or ["none", "sinusoidal", "alibi", "rope"]
     for model in args.model or ["s1", "s2"]:
         steps = args.steps if model == "s1" else max(args.steps // 4, 3)
@@ -74,16 +141,20 @@ def main():
         theirs = {scheme: [] for scheme in schemes}
         for turn in range(args.rounds):
             for i, scheme in enumerate(schemes):
-                pair = [(ours[scheme], posembed), (theirs[scheme], pytorch)]
-                for results, run in pair if (turn + i) % 2 == 0 else pair[::-1]:
-                    results.append(run(args.posembed, model, scheme, steps, args.jobs))
+                # Who goes first (or, concurrently, who gets core 0) alternates.
+                if args.concurrent:
+                    pair = at_the_same_time(args, model, scheme, steps, (turn + i) % 2, delay)
+                else:
+                    pair = one_after_the_other(args, model, scheme, steps, (turn + i) % 2 == 0)
+                ours[scheme].append(pair[0])
+                theirs[scheme].append(pair[1])
         for scheme in schemes:
             a, b = ours[scheme], theirs[scheme]
             train = [statistics.median(r[0] for r in rs) for rs in (a, b)]
             evaluation = [statistics.median(r[1] for r in rs) for rs in (a, b)]
             sgemm = [statistics.median(r[2] for r in rs) for rs in (a, b)]
             ratios = [x[0] / y[0] for x, y in zip(a, b)]
-            print(f"| {model} | {scheme} | {args.jobs} | {train[0]:.0f} | {train[1]:.0f} | "
+            print(f"| {model} | {scheme} | {jobs} | {train[0]:.0f} | {train[1]:.0f} | "
                   f"{train[0] / train[1]:.2f} | {statistics.median(ratios):.2f} "
                   f"({min(ratios):.2f}–{max(ratios):.2f}) | {evaluation[0]:.0f} | {evaluation[1]:.0f} | "
                   f"{sgemm[0]:.0f}, {sgemm[1]:.0f} |",
