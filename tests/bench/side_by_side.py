@@ -93,9 +93,12 @@ def at_the_same_time(args, model, scheme, steps, posembed_core, import_seconds):
     """(posembed, PyTorch) results, run concurrently on two cores; posembed starts
     once PyTorch has had the time to import torch, so their training overlaps."""
     theirs = launch(pytorch_command(args.posembed, model, scheme, steps, 1), 1 - posembed_core)
-    time.sleep(import_seconds)
-    ours = launch(posembed_command(args.posembed, model, scheme, steps, 1), posembed_core)
-    return finish(ours, posembed_result), finish(theirs, pytorch_result)
+    try:
+        time.sleep(import_seconds)
+        ours = launch(posembed_command(args.posembed, model, scheme, steps, 1), posembed_core)
+        return finish(ours, posembed_result), finish(theirs, pytorch_result)
+    finally:
+        theirs.kill()  # a no-op once it has finished; else it must not outlive a failure
 
 
 def import_seconds():
