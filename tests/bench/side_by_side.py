@@ -30,6 +30,7 @@ overlap; give both enough steps to train for several seconds (e.g.
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import statistics
@@ -48,7 +49,8 @@ def posembed_command(binary, model, scheme, steps, jobs):
 
 def posembed_result(out):
     r = json.loads(out.strip().splitlines()[-1])
-    return r["train_tokens_per_s"], r["eval_tokens_per_s"], r["reference_gflops"]
+    # Builds older than the reference product (e.g. the plain-dfdx "before") lack it.
+    return r["train_tokens_per_s"], r["eval_tokens_per_s"], r.get("reference_gflops", math.nan)
 
 
 def pytorch_command(_binary, model, scheme, steps, jobs):
@@ -111,6 +113,10 @@ def import_seconds():
     return statistics.median(times)
 
 
+def rate(gflops):
+    return "–" if math.isnan(gflops) else f"{gflops:.0f}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", choices=["s1", "s2"])
@@ -160,7 +166,7 @@ def main():
             print(f"| {model} | {scheme} | {jobs} | {train[0]:.0f} | {train[1]:.0f} | "
                   f"{train[0] / train[1]:.2f} | {statistics.median(ratios):.2f} "
                   f"({min(ratios):.2f}–{max(ratios):.2f}) | {evaluation[0]:.0f} | {evaluation[1]:.0f} | "
-                  f"{sgemm[0]:.0f}, {sgemm[1]:.0f} |",
+                  f"{rate(sgemm[0])}, {rate(sgemm[1])} |",
                   flush=True)
 
 
