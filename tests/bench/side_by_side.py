@@ -53,7 +53,7 @@ def posembed_result(out):
     return r["train_tokens_per_s"], r["eval_tokens_per_s"], r.get("reference_gflops", math.nan)
 
 
-def pytorch_command(_binary, model, scheme, steps, jobs):
+def pytorch_command(model, scheme, steps, jobs):
     return [sys.executable, str(HERE / "pytorch_reference.py"), "--model", model, "--scheme", scheme,
             "--steps", str(steps), "--procs", str(jobs), "--json"]
 
@@ -62,10 +62,6 @@ def pytorch_result(out):
     rows = [json.loads(line) for line in out.strip().splitlines()]
     return (sum(r["train_tokens_per_s"] for r in rows), sum(r["eval_tokens_per_s"] for r in rows),
             statistics.mean(r["reference_gflops"] for r in rows))
-
-
-POSEMBED_SIDE = (posembed_command, posembed_result)
-PYTORCH_SIDE = (pytorch_command, pytorch_result)
 
 
 def launch(command, core=None):
@@ -81,22 +77,28 @@ def finish(process, parse):
     return parse(out)
 
 
-def one_after_the_other(args, model, scheme, steps, first_is_posembed):
+def one_after_the_other(args, model, scheme, steps, posembed_first):
     """(posembed, PyTorch) results, run back to back."""
-    sides = [POSEMBED_SIDE, PYTORCH_SIDE]
-    order = sides if first_is_posembed else sides[::-1]
-    results = {}
-    for command, parse in order:
-        results[command] = finish(launch(command(args.posembed, model, scheme, steps, args.jobs)), parse)
-    return results[posembed_command], results[pytorch_command]
+    def ours():
+        return finish(launch(posembed_command(args.posembed, model, scheme, steps, args.jobs)),
+                      posembed_result)
+
+    def theirs():
+        return finish(launch(pytorch_command(model, scheme, steps, args.jobs)), pytorch_result)
+
+    if posembed_first:
+        first = ours()
+        return first, theirs()
+    first = theirs()
+    return ours(), first
 
 
-def at_the_same_time(args, model, scheme, steps, posembed_core, import_seconds):
+def at_the_same_time(args, model, scheme, steps, posembed_core, delay):
     """(posembed, PyTorch) results, run concurrently on two cores; posembed starts
-    once PyTorch has had the time to import torch, so their training overlaps."""
-    theirs = launch(pytorch_command(args.posembed, model, scheme, steps, 1), 1 - posembed_core)
+    `delay` seconds after PyTorch (its import time), so their training overlaps."""
+    theirs = launch(pytorch_command(model, scheme, steps, 1), 1 - posembed_core)
     try:
-        time.sleep(import_seconds)
+        time.sleep(delay)
         ours = launch(posembed_command(args.posembed, model, scheme, steps, 1), posembed_core)
         return finish(ours, posembed_result), finish(theirs, pytorch_result)
     finally:
