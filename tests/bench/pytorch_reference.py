@@ -18,9 +18,12 @@ only). Evaluation: a forward under no_grad.
     python3 tests/bench/pytorch_reference.py --model s1 --scheme none --json
     python3 tests/bench/pytorch_reference.py --model s1 --procs 2 --json
 
-`--procs N` runs N single-thread processes side by side (one per core) and
-also prints their summed training tokens/s, the figure to compare with
-`posembed bench --model s1 --jobs N`. One JSON object per line with --json,
+`--procs N` runs N processes side by side (one per core) and also prints
+their summed training tokens/s, the figure to compare with `posembed bench
+--model s1 --jobs N`. Each process uses one thread unless `--threads` says
+otherwise: PyTorch's own default is one per core, which for a single run
+can be faster or slower than one thread depending on the machine (README,
+"Against PyTorch eager"). One JSON object per line with --json,
 with the same keys as `posembed bench --json`.
 """
 
@@ -162,8 +165,8 @@ def reference_gflops():
     return 2 * 2048 * 256 * 256 * repeats / (time.perf_counter() - clock) / 1e9
 
 
-def measure(model_name, scheme, steps, activation):
-    torch.set_num_threads(1)
+def measure(model_name, scheme, steps, activation, threads):
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     d, layers, batch, seq = MODELS[model_name]
     model = Decoder(d, layers, seq, scheme, activation)
@@ -208,11 +211,15 @@ def main():
     parser.add_argument("--scheme", action="append", choices=["none", "sinusoidal", "alibi", "rope"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--activation", choices=["relu", "gelu"], default="relu")
-    parser.add_argument("--procs", type=int, default=1, help="single-thread processes side by side")
+    parser.add_argument("--procs", type=int, default=1, help="processes side by side")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch's threads per process (its own default is one per core)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     for scheme in args.scheme or ["none", "sinusoidal", "alibi", "rope"]:
-        job = (args.model, scheme, args.steps, args.activation)
+        job = (args.model, scheme, args.steps, args.activation, args.threads)
         if args.procs == 1:
             results = [measure(*job)]
         else:
@@ -221,7 +228,8 @@ def main():
         total = sum(r["train_tokens_per_s"] for r in results)
         for r in results:
             if args.json:
-                print(json.dumps({**r, "procs": args.procs, "aggregate_train_tokens_per_s": total}))
+                print(json.dumps({**r, "procs": args.procs, "threads": args.threads,
+                                  "aggregate_train_tokens_per_s": total}))
             else:
                 print(f"{args.model} {scheme:<11} train {r['train_tokens_per_s']:8.0f} tok/s"
                       f"   eval {r['eval_tokens_per_s']:8.0f} tok/s")

@@ -16,6 +16,9 @@ reached on one 2048 x 256 by 256 x 256 product at the end of its runs
 
 With `--jobs N`, posembed trains N copies side by side (one thread each) and
 PyTorch runs N single-thread processes; both report the summed tokens/s.
+`--torch-threads N` gives a single PyTorch process N threads (its default
+is one per core) while posembed keeps its one: the baseline on machines
+where PyTorch's threading pays off.
 `--posembed PATH` measures another build (e.g. an older commit's binary).
 
 With `--concurrent` (one run each, two cores needed) the two sides run at
@@ -53,9 +56,9 @@ def posembed_result(out):
     return r["train_tokens_per_s"], r["eval_tokens_per_s"], r.get("reference_gflops", math.nan)
 
 
-def pytorch_command(model, scheme, steps, jobs):
+def pytorch_command(model, scheme, steps, jobs, threads=1):
     return [sys.executable, str(HERE / "pytorch_reference.py"), "--model", model, "--scheme", scheme,
-            "--steps", str(steps), "--procs", str(jobs), "--json"]
+            "--steps", str(steps), "--procs", str(jobs), "--threads", str(threads), "--json"]
 
 
 def pytorch_result(out):
@@ -84,7 +87,8 @@ def one_after_the_other(args, model, scheme, steps, posembed_first):
                       posembed_result)
 
     def theirs():
-        return finish(launch(pytorch_command(model, scheme, steps, args.jobs)), pytorch_result)
+        command = pytorch_command(model, scheme, steps, args.jobs, args.torch_threads)
+        return finish(launch(command), pytorch_result)
 
     if posembed_first:
         first = ours()
@@ -126,13 +130,17 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="threads of the one PyTorch process (see above)")
     parser.add_argument("--posembed", default=str(POSEMBED), help="the posembed binary")
     parser.add_argument("--concurrent", action="store_true",
                         help="run the two sides at the same time, one core each (see above)")
     args = parser.parse_args()
-    for name in ("rounds", "steps", "jobs"):
+    for name in ("rounds", "steps", "jobs", "torch_threads"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.torch_threads > 1 and (args.concurrent or args.jobs > 1):
+        parser.error("--torch-threads is for one PyTorch process running alone: drop --concurrent and --jobs")
     if not pathlib.Path(args.posembed).is_file():
         parser.error(f"no posembed binary at {args.posembed}: run `cargo build --release` or pass --posembed PATH")
     if args.concurrent and args.jobs != 1:
@@ -145,6 +153,8 @@ def main():
           "| sgemm GFLOP/s: gemm, PyTorch |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     jobs = "1, concurrently" if args.concurrent else args.jobs
+    if args.torch_threads > 1:
+        jobs = f"1 (PyTorch: {args.torch_threads} threads)"
     schemes = args.scheme or ["none", "sinusoidal", "alibi", "rope"]
     for model in args.model or ["s1", "s2"]:
         steps = args.steps if model == "s1" else max(args.steps // 4, 3)
