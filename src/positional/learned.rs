@@ -176,6 +176,37 @@ mod tests {
     }
 
     #[test]
+    fn add_gives_the_table_rows_as_the_identity_placement_did() {
+        let dev: Cpu = Default::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let table = Param::normal(&dev, (6, 4), 1.0, false, &mut rng);
+        let rows = table.value.as_vec();
+        let layer = |placement| LearnedLayer::<4, Cpu> {
+            table: Param {
+                value: table.value.clone(),
+                decay: false,
+            },
+            placement,
+            layout: InputLayout::Add,
+            dev: dev.clone(),
+        };
+        let identity = dev.tensor_from_vec(identity(4), (4, Const::<4>));
+        let pos = Positions {
+            batch: 1,
+            seq: 3,
+            values: vec![5, 0, 2],
+        };
+        let skipped = layer(None).input(&pos).unwrap().as_vec();
+        let multiplied = layer(Some(identity)).input(&pos).unwrap().as_vec();
+        let expected: Vec<f32> = [5, 0, 2]
+            .iter()
+            .flat_map(|&p| rows[p * 4..(p + 1) * 4].to_vec())
+            .collect();
+        assert_eq!(skipped, expected);
+        assert_eq!(multiplied, expected);
+    }
+
+    #[test]
     fn concat_fills_only_the_last_dims() {
         let l = layer(LearnedOptions {
             max_positions: 8,
