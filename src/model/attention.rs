@@ -41,6 +41,7 @@ impl<const D: usize, Dev: Device<f32>> AttentionContext<'_, D, Dev> {
         Some(match bias {
             ScoreBias::Fixed(bias) => ScoreBias::Fixed(bias),
             ScoreBias::Trained(bias) => ScoreBias::Trained(T::adopt(bias)),
+            ScoreBias::Bucketed(bias) => ScoreBias::Bucketed(bias.map_tape(T::adopt)),
         })
     }
 

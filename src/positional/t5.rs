@@ -4,7 +4,8 @@
 //! (Raffel et al. 2020, causal variant). Shared across layers by default, as T5.
 
 use super::{
-    BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, ScoreBias,
+    BucketedBias, BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef,
+    ScoreBias,
 };
 use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
@@ -128,14 +129,14 @@ impl<Dev: Device<f32>> T5Layer<Dev> {
 
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for T5Layer<Dev> {
     fn score_bias(&self, layer: usize, pos: &Positions, heads: usize) -> Option<ScoreBias<Dev>> {
-        let (b, s) = (pos.batch, pos.seq);
         let table = &self.tables[layer % self.tables.len()];
-        let index = self.index(pos);
-        let bias = table.on::<OTape<Dev>>().gather(index); // (b·s·s, heads)
-        Some(ScoreBias::Trained(
-            bias.reshape_like(&(b, s, s, heads))
-                .permute::<_, Axes4<0, 3, 1, 2>>(),
-        ))
+        debug_assert_eq!(table.value.shape().1, heads);
+        Some(ScoreBias::Bucketed(BucketedBias {
+            table: table.on::<OTape<Dev>>(),
+            index: self.index(pos),
+            batch: pos.batch,
+            seq: pos.seq,
+        }))
     }
     fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
         for t in &mut self.tables {

@@ -11,6 +11,7 @@
 mod activation;
 mod allocator;
 mod attention;
+mod bucketed;
 pub mod compose;
 mod cross_entropy;
 mod layer_norm;
@@ -152,6 +153,17 @@ fn grad_of<'g, S: Shape>(
     t: &Tensor<S, f32, Cpu>,
 ) -> Result<&'g mut [f32], CpuError> {
     Ok(grads.get_or_alloc_mut(t)?.as_mut_slice())
+}
+
+/// Where a trained score bias's gradient goes.
+enum BiasGrad {
+    /// The (batch, heads, seq, seq) bias tensor itself.
+    Scores(Tensor<(usize, usize, usize, usize), f32, Cpu>),
+    /// A (buckets, heads) table, through the bucket of every (query, key) pair.
+    Table {
+        table: Tensor<(usize, usize), f32, Cpu>,
+        index: Vec<usize>,
+    },
 }
 
 /// Host copies of a linear layer's parameters, and the tensors their gradients belong to.
@@ -365,17 +377,25 @@ impl Kernels for Cpu {
             return compose::attention_sublayer(x, params, bias, spec);
         }
         let (x, mut tape) = x.contiguous().split_tape();
+        let (b, s, _) = *x.shape();
         // A trained bias joins the tape and gets a gradient; a fixed one needs neither.
-        let (bias, trained_bias) = match bias {
+        let (bias, bias_grad) = match bias {
             None => (None, None),
             Some(ScoreBias::Fixed(bias)) => (Some(host(&bias.contiguous())), None),
             Some(ScoreBias::Trained(bias)) => {
                 let (bias, bias_tape) = bias.contiguous().split_tape();
                 tape = std::mem::take(&mut tape).merge(bias_tape);
-                (Some(host(&bias)), Some(bias))
+                (Some(host(&bias)), Some(BiasGrad::Scores(bias)))
+            }
+            Some(ScoreBias::Bucketed(bias)) => {
+                let (table, table_tape) = bias.table.split_tape();
+                tape = std::mem::take(&mut tape).merge(table_tape);
+                assert_eq!(table.shape().1, spec.heads, "one bias column per head");
+                let index = bias.index.as_vec();
+                let full = bucketed::expand(&host(&table), &index, spec.heads, b, s);
+                (Some(full), Some(BiasGrad::Table { table, index }))
             }
         };
-        let (b, s, _) = *x.shape();
         let (rows, g) = (
             b * s,
             attention::Geometry {
@@ -409,8 +429,13 @@ impl Kernels for Cpu {
         tape.add_backward_op(move |grads| {
             let dy = take_grad(grads, &output)?;
             let dmixed = out.backward(&dy, &mixed, rows, grads)?;
-            let dbias = match &trained_bias {
-                Some(bias) => Some(grad_of(grads, bias)?),
+            let mut dfull = Vec::new(); // a bucketed bias's (b, h, s, s) gradient
+            let dbias = match &bias_grad {
+                Some(BiasGrad::Scores(bias)) => Some(grad_of(grads, bias)?),
+                Some(BiasGrad::Table { .. }) => {
+                    dfull = vec![0.0; b * g.heads * s * s];
+                    Some(dfull.as_mut_slice())
+                }
                 None => None,
             };
             let attention::Grads { dq, dk, dv } = attention::backward(
@@ -423,6 +448,10 @@ impl Kernels for Cpu {
                 g,
                 dbias,
             );
+            if let Some(BiasGrad::Table { table, index }) = &bias_grad {
+                let dtable = grad_of(grads, table)?;
+                bucketed::scatter(&dfull, index, g.heads, b, s, dtable);
+            }
             let mut dh = linear::input_grad(&dq, &q.weight, rows, D, D);
             linear::backward_input(&dk, &k.weight, &mut dh, rows, D, D);
             linear::backward_input(&dv, &v.weight, &mut dh, rows, D, D);

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::attention::causal_mask;
-use crate::positional::{self, BuildContext, Positions, SchemeContext};
+use crate::positional::{self, BucketedBias, BuildContext, Positions, SchemeContext};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -195,6 +195,8 @@ enum Bias {
     Fixed,
     /// One (heads, seq, seq) tensor broadcast over the batch, as a strided view.
     Broadcast,
+    /// A trained (buckets, heads) table read through a bucket per pair (T5's kind).
+    Bucketed,
 }
 
 fn check_attention_sublayer<const D: usize>(
@@ -221,6 +223,8 @@ fn check_attention_sublayer<const D: usize>(
     let full = random(&dev, scores, &mut r);
     let shared = random(&dev, (heads, seq, seq), &mut r);
     let probe = random(&dev, shape, &mut r);
+    let table = random(&dev, (5, heads), &mut r);
+    let index: Vec<usize> = (0..batch * seq * seq).map(|_| r.gen_range(0..5)).collect();
     let pos = Positions {
         batch,
         seq,
@@ -234,7 +238,14 @@ fn check_attention_sublayer<const D: usize>(
         causal_mask: &mask,
         dropout: 0.0,
     };
-    let run = |fused: bool| {
+    // `expanded`: a bucketed bias as the (b, h, s, s) tensor it stands for.
+    let run = |fused: bool, expanded: bool| {
+        let bucketed = || BucketedBias {
+            table: table.clone().leaky_traced(),
+            index: dev.tensor_from_vec(index.clone(), (index.len(),)),
+            batch,
+            seq,
+        };
         let bias = match bias {
             Bias::None => None,
             Bias::Full => Some(ScoreBias::Trained(full.clone().leaky_traced())),
@@ -245,6 +256,8 @@ fn check_attention_sublayer<const D: usize>(
                     .leaky_traced()
                     .broadcast_like::<_, Axis<0>>(&scores),
             )),
+            Bias::Bucketed if expanded => Some(ScoreBias::Trained(bucketed().into_scores())),
+            Bias::Bucketed => Some(ScoreBias::Bucketed(bucketed())),
         };
         let x = x.clone().leaky_traced();
         let y = if fused {
@@ -254,7 +267,7 @@ fn check_attention_sublayer<const D: usize>(
         };
         (y.as_vec(), backward(y, &probe))
     };
-    let ((yf, gf), (yc, gc)) = (run(true), run(false));
+    let ((yf, gf), (yc, gc)) = (run(true, false), run(false, false));
     let case = format!("{scheme} b{batch} s{seq} h{heads} D{D}");
     assert_close(&yf, &yc, &format!("{case}: output"));
     assert_grads_close(&gf, &gc, &x, &format!("{case}: dx"));
@@ -266,6 +279,19 @@ fn check_attention_sublayer<const D: usize>(
         Bias::None | Bias::Fixed => {}
         Bias::Full => assert_grads_close(&gf, &gc, &full, &format!("{case}: dbias")),
         Bias::Broadcast => assert_grads_close(&gf, &gc, &shared, &format!("{case}: dbias")),
+        Bias::Bucketed => {
+            assert_grads_close(&gf, &gc, &table, &format!("{case}: dtable"));
+            // Reading the table directly changes no bit against the fused
+            // kernel on the expanded tensor (what T5 ran before).
+            let (ye, ge) = run(true, true);
+            assert_eq!(yf, ye, "{case}: output, bucketed vs expanded");
+            let dtable = |g: &Grads| g.get(&table).as_vec();
+            assert_eq!(
+                dtable(&gf),
+                dtable(&ge),
+                "{case}: dtable, bucketed vs expanded"
+            );
+        }
     }
 }
 
@@ -276,6 +302,8 @@ fn attention_sublayer_matches_composition() {
     check_attention_sublayer::<12>(3, 9, 2, "{scheme: alibi}", Bias::Broadcast, 3);
     check_attention_sublayer::<12>(2, 7, 3, "{scheme: rope}", Bias::None, 4);
     check_attention_sublayer::<12>(3, 10, 4, "{scheme: none}", Bias::Fixed, 8);
+    check_attention_sublayer::<12>(3, 9, 4, "{scheme: none}", Bias::Bucketed, 9);
+    check_attention_sublayer::<8>(1, 13, 2, "{scheme: rope}", Bias::Bucketed, 10);
     check_attention_sublayer::<16>(
         2,
         6,
