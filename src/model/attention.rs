@@ -33,7 +33,7 @@ impl<const D: usize, Dev: Device<f32>> AttentionContext<'_, D, Dev> {
         }
     }
 
-    /// The scheme's fixed or learned score bias of `layer`: (b, h, s, s).
+    /// The scheme's fixed, learned or bucketed score bias of `layer`.
     pub fn score_bias<T: ModelTape<Dev>>(&self, layer: usize) -> Option<ScoreBias<Dev, T>> {
         let bias = self
             .position

@@ -40,7 +40,7 @@ pub type Scores<Dev, T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
 /// trained table read through a bucket per (query, key) pair: the fused CPU
 /// attention reads the table and scatters its gradient itself instead of
 /// going through dfdx's gather, permute and copies of a (batch, heads, seq,
-/// seq) tensor, which cost about 15% of an S1 step.
+/// seq) tensor, which took about 10% of an S1 step.
 pub enum ScoreBias<Dev: Device<f32>, T = OTape<Dev>> {
     Fixed(Scores<Dev, NoneTape>),
     Trained(Scores<Dev, T>),

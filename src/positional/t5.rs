@@ -130,7 +130,7 @@ impl<Dev: Device<f32>> T5Layer<Dev> {
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for T5Layer<Dev> {
     fn score_bias(&self, layer: usize, pos: &Positions, heads: usize) -> Option<ScoreBias<Dev>> {
         let table = &self.tables[layer % self.tables.len()];
-        debug_assert_eq!(table.value.shape().1, heads);
+        assert_eq!(table.value.shape().1, heads, "one table column per head");
         Some(ScoreBias::Bucketed(BucketedBias {
             table: table.on::<OTape<Dev>>(),
             index: self.index(pos),

@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import os
 import resource
 import time
 
@@ -154,7 +155,7 @@ def optimizer(model, lr=1e-4):
 
 def reference_gflops():
     """A 2048 x 256 by 256 x 256 product repeated for about 0.2 s, as `posembed bench`
-    measures its own: this core's sgemm rate through PyTorch at this moment."""
+    measures its own: PyTorch's sgemm rate at this moment, with this process's threads."""
     a, b = torch.rand(2048, 256) * 2 - 1, torch.rand(256, 256) * 2 - 1
     c = torch.empty(2048, 256)  # written in place each time, as posembed's is
     torch.matmul(a, b, out=c)
@@ -218,6 +219,8 @@ def main():
     args = parser.parse_args()
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.procs * args.threads > os.cpu_count():
+        parser.error(f"{args.procs} processes x {args.threads} threads oversubscribe {os.cpu_count()} cores")
     for scheme in args.scheme or ["none", "sinusoidal", "alibi", "rope"]:
         job = (args.model, scheme, args.steps, args.activation, args.threads)
         if args.procs == 1:

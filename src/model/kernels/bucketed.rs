@@ -19,9 +19,10 @@ pub fn expand(table: &[f32], index: &[usize], heads: usize, batch: usize, seq: u
     bias
 }
 
-/// dtable[index[(b, i, j)], h] += dbias[b, h, i, j], pair by pair with the
-/// heads innermost: the order of dfdx's gather backward, so the table's
-/// gradient matches the composition bit for bit.
+/// dtable[index[(b, i, j)], h] += dbias[b, h, i, j]. Each table entry gets
+/// its additions in (b, i, j) order, as from dfdx's gather backward, so
+/// the table's gradient matches the composition bit for bit; going head by
+/// head reads `dbias` contiguously.
 pub fn scatter(
     dbias: &[f32],
     index: &[usize],
@@ -31,12 +32,39 @@ pub fn scatter(
     dtable: &mut [f32],
 ) {
     let pairs = seq * seq;
-    for b in 0..batch {
-        let block = &dbias[b * heads * pairs..(b + 1) * heads * pairs];
-        for (p, &bucket) in index[b * pairs..(b + 1) * pairs].iter().enumerate() {
-            for h in 0..heads {
-                dtable[bucket * heads + h] += block[h * pairs + p];
+    for (b, buckets) in index.chunks_exact(pairs).enumerate().take(batch) {
+        for (h, grads) in dbias[b * heads * pairs..(b + 1) * heads * pairs]
+            .chunks_exact(pairs)
+            .enumerate()
+        {
+            for (&bucket, g) in buckets.iter().zip(grads) {
+                dtable[bucket * heads + h] += g;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::positional::BucketedBias;
+    use dfdx::prelude::*;
+
+    #[test]
+    fn expand_lays_out_the_bias_as_the_composition_does() {
+        let dev: Cpu = Default::default();
+        let (batch, seq, heads, buckets) = (2, 3, 2, 4);
+        let table: Vec<f32> = (0..buckets * heads).map(|v| v as f32).collect();
+        let index: Vec<usize> = (0..batch * seq * seq)
+            .map(|p| (p * 5 + 1) % buckets)
+            .collect();
+        let composed = BucketedBias {
+            table: dev.tensor_from_vec(table.clone(), (buckets, heads)),
+            index: dev.tensor_from_vec(index.clone(), (index.len(),)),
+            batch,
+            seq,
+        }
+        .into_scores();
+        assert_eq!(expand(&table, &index, heads, batch, seq), composed.as_vec());
     }
 }

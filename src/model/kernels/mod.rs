@@ -100,7 +100,7 @@ pub trait Kernels: Device<f32> {
     }
 
     /// The pre-LN causal self-attention sublayer with its residual, on
-    /// (b, s, D) rows, with an optional (b, h, s, s) score bias.
+    /// (b, s, D) rows, with an optional score bias (of (b, h, s, s) scores).
     fn attention_sublayer<const D: usize, T: Tape<f32, Self>>(
         x: Act<D, Self, T>,
         params: &AttentionParams<D, Self>,
@@ -388,10 +388,12 @@ impl Kernels for Cpu {
                 (Some(host(&bias)), Some(BiasGrad::Scores(bias)))
             }
             Some(ScoreBias::Bucketed(bias)) => {
-                let (table, table_tape) = bias.table.split_tape();
+                let (table, table_tape) = bias.table.contiguous().split_tape();
                 tape = std::mem::take(&mut tape).merge(table_tape);
                 assert_eq!(table.shape().1, spec.heads, "one bias column per head");
+                assert_eq!((bias.batch, bias.seq), (b, s), "bias shape");
                 let index = bias.index.as_vec();
+                assert_eq!(index.len(), b * s * s, "one bucket per (query, key) pair");
                 let full = bucketed::expand(&host(&table), &index, spec.heads, b, s);
                 (Some(full), Some(BiasGrad::Table { table, index }))
             }

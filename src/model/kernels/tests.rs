@@ -38,6 +38,10 @@ fn assert_close(fused: &[f32], composed: &[f32], what: &str) {
     }
 }
 
+fn assert_grads_equal<S: Shape>(a: &Grads, b: &Grads, t: &Tensor<S, f32, Cpu>, what: &str) {
+    assert_eq!(a.get(t).as_vec(), b.get(t).as_vec(), "{what}");
+}
+
 fn assert_grads_close<S: Shape>(
     fused: &Grads,
     composed: &Grads,
@@ -285,12 +289,13 @@ fn check_attention_sublayer<const D: usize>(
             // kernel on the expanded tensor (what T5 ran before).
             let (ye, ge) = run(true, true);
             assert_eq!(yf, ye, "{case}: output, bucketed vs expanded");
-            let dtable = |g: &Grads| g.get(&table).as_vec();
-            assert_eq!(
-                dtable(&gf),
-                dtable(&ge),
-                "{case}: dtable, bucketed vs expanded"
-            );
+            let what = format!("{case}: bucketed vs expanded");
+            assert_grads_equal(&gf, &ge, &table, &format!("{what}: dtable"));
+            assert_grads_equal(&gf, &ge, &x, &format!("{what}: dx"));
+            assert_grads_equal(&gf, &ge, &norm.gain, &format!("{what}: dgain"));
+            for (layer, name) in [(&q, "q"), (&k, "k"), (&v, "v"), (&out, "out")] {
+                assert_grads_equal(&gf, &ge, &layer.weight, &format!("{what}: d{name}"));
+            }
         }
     }
 }
