@@ -21,6 +21,7 @@ use crate::options::{self, FieldError};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
 
 pub use fusion::{Fusion, InputLayout};
 pub use randomized::Randomized;
@@ -47,12 +48,13 @@ pub enum ScoreBias<Dev: Device<f32>, T = OTape<Dev>> {
     Bucketed(BucketedBias<Dev, T>),
 }
 
-/// bias[b, h, i, j] = table[index[(b·seq + i)·seq + j], h].
+/// bias[b, h, i, j] = table[buckets[(b·seq + i)·seq + j], h].
 pub struct BucketedBias<Dev: Device<f32>, T> {
     /// (buckets, heads)
     pub table: Tensor<(usize, usize), f32, Dev, T>,
-    /// (batch·seq·seq,): the bucket of every (query, key) pair, row-major.
-    pub index: Tensor<(usize,), usize, Dev>,
+    /// (batch·seq·seq,): the bucket of every (query, key) pair, row-major,
+    /// on the host, where the fused CPU attention reads it.
+    pub buckets: Arc<[usize]>,
     pub batch: usize,
     pub seq: usize,
 }
@@ -65,7 +67,7 @@ impl<Dev: Device<f32>, T: Tape<f32, Dev>> BucketedBias<Dev, T> {
     ) -> BucketedBias<Dev, U> {
         BucketedBias {
             table: f(self.table),
-            index: self.index,
+            buckets: self.buckets,
             batch: self.batch,
             seq: self.seq,
         }
@@ -74,8 +76,12 @@ impl<Dev: Device<f32>, T: Tape<f32, Dev>> BucketedBias<Dev, T> {
     /// The (batch, heads, seq, seq) bias as one tensor.
     pub fn into_scores(self) -> Scores<Dev, T> {
         let (b, s, heads) = (self.batch, self.seq, self.table.shape().1);
+        let index = self
+            .table
+            .device()
+            .tensor_from_vec(self.buckets.to_vec(), (b * s * s,));
         self.table
-            .gather(self.index) // (b·s·s, heads)
+            .gather(index) // (b·s·s, heads)
             .reshape_like(&(b, s, s, heads))
             .permute::<_, Axes4<0, 3, 1, 2>>()
     }

@@ -11,6 +11,7 @@ use crate::model::param::{Param, ParamVisitor};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub struct T5;
 
@@ -85,7 +86,6 @@ impl SchemeDef for T5 {
         Box::new(T5Layer {
             options,
             tables,
-            dev: ctx.dev,
             memo: Memo::default(),
         })
     }
@@ -95,19 +95,12 @@ struct T5Layer<Dev: Device<f32>> {
     options: T5Options,
     /// One (buckets, heads) table, or one per layer.
     tables: Vec<Param<(usize, usize), Dev>>,
-    dev: Dev,
-    /// The bucket index of the last positions seen.
-    memo: Memo<Positions, Tensor<(usize,), usize, Dev>>,
+    /// The buckets of the last positions seen.
+    memo: Memo<Positions, Arc<[usize]>>,
 }
 
 impl<Dev: Device<f32>> T5Layer<Dev> {
     /// (batch·seq·seq,) bucket of every (query, key) pair, row-major.
-    fn index(&self, pos: &Positions) -> Tensor<(usize,), usize, Dev> {
-        let n = pos.batch * pos.seq * pos.seq;
-        self.memo
-            .get_or(pos, || self.dev.tensor_from_vec(self.buckets(pos), (n,)))
-    }
-
     fn buckets(&self, pos: &Positions) -> Vec<usize> {
         let s = pos.seq;
         let mut out = Vec::with_capacity(pos.batch * s * s);
@@ -133,7 +126,7 @@ impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for T5Layer<Dev> 
         assert_eq!(table.value.shape().1, heads, "one table column per head");
         Some(ScoreBias::Bucketed(BucketedBias {
             table: table.on::<OTape<Dev>>(),
-            index: self.index(pos),
+            buckets: self.memo.get_or(pos, || self.buckets(pos).into()),
             batch: pos.batch,
             seq: pos.seq,
         }))
@@ -198,7 +191,6 @@ mod tests {
                 value: table,
                 decay: false,
             }],
-            dev: dev.clone(),
             memo: Memo::default(),
         };
         let bias =

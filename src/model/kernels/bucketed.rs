@@ -3,9 +3,9 @@
 //! the bias (batch, heads, seq, seq).
 
 /// bias[b, h, i, j] = table[index[(b, i, j)], h].
-pub fn expand(table: &[f32], index: &[usize], heads: usize, batch: usize, seq: usize) -> Vec<f32> {
+pub fn expand(table: &[f32], index: &[usize], heads: usize, seq: usize) -> Vec<f32> {
     let pairs = seq * seq;
-    let mut bias = vec![0.0; batch * heads * pairs];
+    let mut bias = vec![0.0; index.len() * heads];
     for (b, buckets) in index.chunks_exact(pairs).enumerate() {
         for (h, out) in bias[b * heads * pairs..(b + 1) * heads * pairs]
             .chunks_exact_mut(pairs)
@@ -23,16 +23,9 @@ pub fn expand(table: &[f32], index: &[usize], heads: usize, batch: usize, seq: u
 /// its additions in (b, i, j) order, as from dfdx's gather backward, so
 /// the table's gradient matches the composition bit for bit; going head by
 /// head reads `dbias` contiguously.
-pub fn scatter(
-    dbias: &[f32],
-    index: &[usize],
-    heads: usize,
-    batch: usize,
-    seq: usize,
-    dtable: &mut [f32],
-) {
+pub fn scatter(dbias: &[f32], index: &[usize], heads: usize, seq: usize, dtable: &mut [f32]) {
     let pairs = seq * seq;
-    for (b, buckets) in index.chunks_exact(pairs).enumerate().take(batch) {
+    for (b, buckets) in index.chunks_exact(pairs).enumerate() {
         for (h, grads) in dbias[b * heads * pairs..(b + 1) * heads * pairs]
             .chunks_exact(pairs)
             .enumerate()
@@ -60,11 +53,11 @@ mod tests {
             .collect();
         let composed = BucketedBias {
             table: dev.tensor_from_vec(table.clone(), (buckets, heads)),
-            index: dev.tensor_from_vec(index.clone(), (index.len(),)),
+            buckets: index.clone().into(),
             batch,
             seq,
         }
         .into_scores();
-        assert_eq!(expand(&table, &index, heads, batch, seq), composed.as_vec());
+        assert_eq!(expand(&table, &index, heads, seq), composed.as_vec());
     }
 }

@@ -29,6 +29,7 @@ use super::layers::Act;
 use super::Activation;
 use crate::positional::{Rotation, ScoreBias};
 use dfdx::prelude::*;
+use std::sync::Arc;
 
 /// What attention needs besides its weights and the score bias.
 pub struct AttentionSpec<'a, Dev: Device<f32>> {
@@ -162,7 +163,7 @@ enum BiasGrad {
     /// A (buckets, heads) table, through the bucket of every (query, key) pair.
     Table {
         table: Tensor<(usize, usize), f32, Cpu>,
-        index: Vec<usize>,
+        buckets: Arc<[usize]>,
     },
 }
 
@@ -392,10 +393,10 @@ impl Kernels for Cpu {
                 tape = std::mem::take(&mut tape).merge(table_tape);
                 assert_eq!(table.shape().1, spec.heads, "one bias column per head");
                 assert_eq!((bias.batch, bias.seq), (b, s), "bias shape");
-                let index = bias.index.as_vec();
-                assert_eq!(index.len(), b * s * s, "one bucket per (query, key) pair");
-                let full = bucketed::expand(&host(&table), &index, spec.heads, b, s);
-                (Some(full), Some(BiasGrad::Table { table, index }))
+                let buckets = bias.buckets;
+                assert_eq!(buckets.len(), b * s * s, "one bucket per (query, key) pair");
+                let full = bucketed::expand(&host(&table), &buckets, spec.heads, s);
+                (Some(full), Some(BiasGrad::Table { table, buckets }))
             }
         };
         let (rows, g) = (
@@ -450,9 +451,9 @@ impl Kernels for Cpu {
                 g,
                 dbias,
             );
-            if let Some(BiasGrad::Table { table, index }) = &bias_grad {
+            if let Some(BiasGrad::Table { table, buckets }) = &bias_grad {
                 let dtable = grad_of(grads, table)?;
-                bucketed::scatter(&dfull, index, g.heads, b, s, dtable);
+                bucketed::scatter(&dfull, buckets, g.heads, s, dtable);
             }
             let mut dh = linear::input_grad(&dq, &q.weight, rows, D, D);
             linear::backward_input(&dk, &k.weight, &mut dh, rows, D, D);

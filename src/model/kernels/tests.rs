@@ -246,7 +246,7 @@ fn check_attention_sublayer<const D: usize>(
     let run = |fused: bool, expanded: bool| {
         let bucketed = || BucketedBias {
             table: table.clone().leaky_traced(),
-            index: dev.tensor_from_vec(index.clone(), (index.len(),)),
+            buckets: index.clone().into(),
             batch,
             seq,
         };
