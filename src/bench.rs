@@ -4,12 +4,13 @@
 //! S1: d_model 128, 2 layers, ff 512, 4 heads, vocab 64, batch 32 × 64.
 //! S2: d_model 256, 4 layers, ff 1024, 4 heads, vocab 64, batch 16 × 128.
 
-use crate::model::kernels::matmul::{matmul, Mat, MatMut};
-use crate::model::kernels::query_blocks;
-use crate::model::{with_widths, Activation, ModelConfig, TokenBatch, Transformer, WithWidths};
+use crate::model::{with_widths, ModelConfig, TokenBatch, Transformer, WithWidths};
+use crate::nn::kernels::matmul::{matmul, Mat, MatMut};
+use crate::nn::kernels::query_blocks;
+use crate::nn::Activation;
+use crate::options::seeds::stream;
 use crate::positional::{self, PositionalConfig, SchemeContext};
-use crate::seeds::stream;
-use crate::train::{train_step, AdamW, Batch, TrainConfig};
+use crate::training::train::{train_step, AdamW, Batch, TrainConfig};
 use dfdx::prelude::*;
 use rand::Rng;
 use serde::Serialize;
@@ -131,7 +132,7 @@ impl WithWidths for Measure<'_> {
             targets,
             weights: vec![1.0 / n as f32; n],
             position_weights: None,
-            positions: positional::Positions::contiguous(self.batch, self.seq),
+            positions: crate::nn::hooks::Positions::contiguous(self.batch, self.seq),
             real_tokens: n,
         };
         let cfg = TrainConfig::default();
@@ -457,7 +458,7 @@ pub fn sweep_throughput(
     std::fs::write(&file, yaml)?;
     let mut out = Vec::new();
     for &j in jobs {
-        let opts = crate::runner::RunOptions {
+        let opts = crate::sweep::runner::RunOptions {
             jobs: j,
             force: true,
             results_root: scratch.join("results"),
@@ -465,12 +466,12 @@ pub fn sweep_throughput(
             ..Default::default()
         };
         let clock = Instant::now();
-        let summary = crate::runner::run_sweep(&file, &opts)?;
+        let summary = crate::sweep::runner::run_sweep(&file, &opts)?;
         let wall_s = clock.elapsed().as_secs_f64();
         let mut tokens = 0usize;
         let mut run_wall = 0.0;
-        for id in crate::record::stored_ids(&summary.results_dir)? {
-            let record = crate::record::load(&summary.results_dir, &id)?.expect("listed");
+        for id in crate::store::records::stored_ids(&summary.results_dir)? {
+            let record = crate::store::records::load(&summary.results_dir, &id)?.expect("listed");
             tokens += record.train_tokens;
             run_wall += record.wall_time_s;
         }

@@ -2,11 +2,13 @@
 
 use clap::{Parser, Subcommand};
 use posembed::bench::{self, ReferenceModel};
-use posembed::config::{self, ConfigError};
-use posembed::model::Activation;
-use posembed::runner::{self, RunOptions, Shard, Stop};
-use posembed::slurm::SlurmPlan;
-use posembed::{plan, positional, report, results, tasks};
+use posembed::experiment::config::{self, ConfigError};
+use posembed::experiment::plan;
+use posembed::nn::Activation;
+use posembed::store::frames as results;
+use posembed::sweep::runner::{self, RunOptions, Shard, Stop};
+use posembed::sweep::slurm::SlurmPlan;
+use posembed::{positional, report, tasks};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ActivationArg {
@@ -187,7 +189,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    posembed::model::kernels::keep_freed_memory();
+    posembed::nn::kernels::keep_freed_memory();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -322,7 +324,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let dir = plan.dir();
             for script in plan.scripts() {
                 let path = dir.join(script.name);
-                posembed::record::write_atomic(&path, script.text.as_bytes())?;
+                posembed::store::atomic::write_atomic(&path, script.text.as_bytes())?;
                 if script.name.ends_with(".sh") {
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -512,7 +514,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_unsuccessful(unsuccessful: &[(String, posembed::record::Status, String)]) {
+fn print_unsuccessful(unsuccessful: &[(String, posembed::training::record::Status, String)]) {
     if unsuccessful.is_empty() {
         return;
     }

@@ -8,7 +8,8 @@
 //! it also saves one input per new kind of error to DIR. The committed
 //! corpus, `tests/fuzz_corpus/`, is replayed by every run.
 
-use posembed::{config, plan, tasks};
+use posembed::experiment::{config, plan};
+use posembed::tasks;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;

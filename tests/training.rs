@@ -1,9 +1,9 @@
 //! Training end to end on a tiny copy task: it must fit, and be reproducible bit for bit.
 
-use posembed::config;
-use posembed::plan;
-use posembed::record::{Provenance, Status};
-use posembed::run;
+use posembed::experiment::config;
+use posembed::experiment::plan;
+use posembed::training::record::{Provenance, Status};
+use posembed::training::run;
 use std::path::Path;
 
 const TINY: &str = "
@@ -17,7 +17,7 @@ defaults:
   eval: {lengths: [3, 6], samples: 64}
 ";
 
-fn tiny_run(text: &str) -> posembed::record::RunRecord {
+fn tiny_run(text: &str) -> posembed::training::record::RunRecord {
     let spec = config::parse(text, Path::new("tiny.yaml"), 100).unwrap();
     let runs = plan::expand(&spec);
     run::execute(&runs[0], &Provenance::detect(1), &mut |_| {})

@@ -2,11 +2,13 @@
 //! (fixed, learned or query-dependent), a value-side term and a q/k rotation,
 //! all supplied by the positional scheme.
 
-use super::kernels::{compose, AttentionParams, AttentionSpec, Kernels, NormParams};
-use super::layers::{Act, Linear};
-use super::param::ParamVisitor;
+use super::layers::Linear;
 use super::ModelTape;
-use crate::positional::{PositionalLayer, Positions, Rotation, ScoreBias};
+use crate::nn::hooks::{PositionalLayer, Positions, ScoreBias};
+use crate::nn::kernels::{compose, AttentionParams, AttentionSpec, Kernels, NormParams};
+use crate::nn::param::ParamVisitor;
+use crate::nn::rotation::Rotation;
+use crate::nn::Act;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 

@@ -1,13 +1,10 @@
 //! Linear and LayerNorm with compile-time widths.
 
-use super::kernels::{Kernels, LinearParams, NormParams};
-use super::param::{Param, ParamVisitor};
-use super::Activation;
+use crate::nn::kernels::{Kernels, LinearParams, NormParams};
+use crate::nn::param::{Param, ParamVisitor};
+use crate::nn::{Act, Activation};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
-
-/// Rows of activations: (batch, seq, width) with runtime batch and seq.
-pub type Act<const W: usize, Dev, T> = Tensor<(usize, usize, Const<W>), f32, Dev, T>;
 
 /// y = x Wᵀ + b.
 pub struct Linear<const I: usize, const O: usize, Dev: Device<f32>> {

@@ -2,33 +2,24 @@
 //! (`d_model` = D, `ff` = F) and runtime batch, sequence, layers and heads.
 
 pub mod attention;
-pub mod kernels;
 pub mod layers;
-pub mod param;
 mod structure;
 pub use structure::{PositionStructure, StructurePanel};
 
+use crate::nn::hooks::{InputLayout, OTape, PositionalLayer, Positions};
+use crate::nn::kernels::{FeedForwardParams, Kernels};
+use crate::nn::param::{Param, ParamVisitor};
+use crate::nn::{Act, Activation};
 use crate::options::FieldError;
-use crate::positional::{
-    self, BuildContext, InputLayout, OTape, PositionalConfig, PositionalLayer, Positions,
-};
+use crate::positional::{self, BuildContext, PositionalConfig};
 use attention::{causal_mask, Attention, AttentionContext};
 use dfdx::prelude::*;
-use kernels::{FeedForwardParams, Kernels};
-use layers::{Act, LayerNorm, Linear};
-use param::{Param, ParamVisitor};
+use layers::{LayerNorm, Linear};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// The (d_model, ff) pairs compiled in. Each entry is one monomorphised model.
 pub const WIDTHS: &[(usize, usize)] = &[(16, 64), (32, 128), (64, 256), (128, 512), (256, 1024)];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    Relu,
-    Gelu,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -444,5 +435,7 @@ pub fn weighted_cross_entropy<Dev: Kernels, T: Tape<f32, Dev>>(
     )
 }
 
+#[cfg(test)]
+mod sublayer_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,9 +1,9 @@
 //! What a (trained) positional scheme does with positions 0..n, read through
 //! the same hooks the model uses, for the report's position-structure chart.
 
-use super::kernels::Kernels;
 use super::Transformer;
-use crate::positional::Positions;
+use crate::nn::hooks::Positions;
+use crate::nn::kernels::Kernels;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 use super::attention::{causal_mask, Attention, AttentionContext};
 use super::*;
-use crate::positional::{Positions, Rotation, ScoreBias};
+use crate::nn::hooks::{Positions, ScoreBias};
+use crate::nn::rotation::Rotation;
 use rand::{Rng, SeedableRng};
 
 fn rng(seed: u64) -> ChaCha8Rng {

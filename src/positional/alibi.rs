@@ -1,9 +1,8 @@
 //! `alibi`: a fixed per-head linear penalty −m_h·(i − j) on the attention score
 //! of query i for key j ≤ i (Press et al. 2022). Not scaled by 1/√d.
 
-use super::{
-    BuildContext, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef, ScoreBias, Scores,
-};
+use super::{BuildContext, Memo, SchemeContext, SchemeDef};
+use crate::nn::hooks::{PositionalLayer, Positions, ScoreBias, Scores};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -5,12 +5,13 @@
 //! q/k with the full-head schedule θ_i = base^(−2i/head_dim) (the static case
 //! is p-RoPE); `inner: sinusoidal` zeroes the inactive sinusoid pairs.
 
-use super::fusion::{self, Fusion, InputLayout};
-use super::rope::{rotary_pairs, Pairing, Rotation};
+use super::fusion::{self, Fusion};
+use super::rope::{rotary_pairs, Pairing};
 use super::sinusoidal::{check_base, sinusoid_table};
-use super::{
-    constant, BuildContext, Embedded, PositionalLayer, Positions, SchemeContext, SchemeDef,
-};
+use super::{constant, BuildContext, SchemeContext, SchemeDef};
+use crate::nn::hooks::InputLayout;
+use crate::nn::hooks::{Embedded, PositionalLayer, Positions};
+use crate::nn::rotation::Rotation;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -3,6 +3,7 @@
 //! embedding fills the first d_model − position_dims dims, the position
 //! vector the last position_dims).
 
+use crate::nn::hooks::InputLayout;
 use crate::options::FieldError;
 use serde::{Deserialize, Serialize};
 
@@ -12,15 +13,6 @@ pub enum Fusion {
     #[default]
     Add,
     Concat,
-}
-
-/// The model-side consequence of a fusion choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputLayout {
-    /// Token embeddings use all d_model dims.
-    Add,
-    /// Token embeddings use only the first `token_dims` dims.
-    Concat { token_dims: usize },
 }
 
 /// Dims given to the position part: all of them for `add`, `position_dims`

@@ -2,9 +2,11 @@
 //! concatenated with) the token embeddings. A position at or beyond
 //! `max_positions` is a configuration error, never a wrap.
 
-use super::fusion::{self, Fusion, InputLayout};
-use super::{BuildContext, Embedded, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef};
-use crate::model::param::{Param, ParamVisitor};
+use super::fusion::{self, Fusion};
+use super::{BuildContext, SchemeContext, SchemeDef};
+use crate::nn::hooks::InputLayout;
+use crate::nn::hooks::{Embedded, OTape, PositionalLayer, Positions};
+use crate::nn::param::{Param, ParamVisitor};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};

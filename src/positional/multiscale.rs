@@ -2,9 +2,11 @@
 //! group g rotating with base `bases[g]`: small bases resolve local order,
 //! large ones near-global order.
 
-use super::rope::{rotary_pairs, Pairing, Rotation};
+use super::rope::{rotary_pairs, Pairing};
 use super::sinusoidal::check_base;
-use super::{BuildContext, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef};
+use super::{BuildContext, Memo, SchemeContext, SchemeDef};
+use crate::nn::hooks::{PositionalLayer, Positions};
+use crate::nn::rotation::Rotation;
 use crate::options::{FieldError, Seg};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,7 @@
 //! `none` (NoPE): no positional signal; order is visible only through the causal mask.
 
-use super::{BuildContext, NoOptions, PositionalLayer, SchemeDef};
+use super::{BuildContext, NoOptions, SchemeDef};
+use crate::nn::hooks::PositionalLayer;
 use dfdx::prelude::*;
 
 pub struct NoPosition;

@@ -4,7 +4,8 @@
 //! Training draws from the run's `positions` stream, evaluation from the
 //! evaluation stream of (eval.seed, length).
 
-use super::{Positions, SchemeContext};
+use super::SchemeContext;
+use crate::nn::hooks::Positions;
 use crate::options::FieldError;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

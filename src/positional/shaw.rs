@@ -3,10 +3,9 @@
 //! `values: true` the output gains Σ_j α_ij a^V[clip(j − i, −k, k)]. One
 //! table of 2k+1 vectors per layer, shared across heads, as in the paper.
 
-use super::{
-    BuildContext, Heads, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef, Scores,
-};
-use crate::model::param::{Param, ParamVisitor};
+use super::{BuildContext, Memo, SchemeContext, SchemeDef};
+use crate::nn::hooks::{Heads, OTape, PositionalLayer, Positions, Scores};
+use crate::nn::param::{Param, ParamVisitor};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};

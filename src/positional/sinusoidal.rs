@@ -3,10 +3,10 @@
 //! PE(p, 2i) = sin(p / base^(2i/d)), PE(p, 2i+1) = cos(p / base^(2i/d)),
 //! with d the dims given to position (d_model, or position_dims for concat).
 
-use super::fusion::{self, Fusion, InputLayout};
-use super::{
-    constant, BuildContext, Embedded, Memo, PositionalLayer, Positions, SchemeContext, SchemeDef,
-};
+use super::fusion::{self, Fusion};
+use super::{constant, BuildContext, Memo, SchemeContext, SchemeDef};
+use crate::nn::hooks::InputLayout;
+use crate::nn::hooks::{Embedded, PositionalLayer, Positions};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -3,11 +3,9 @@
 //! for n < B/2, log-spaced up to `max_distance`, the last bucket beyond
 //! (Raffel et al. 2020, causal variant). Shared across layers by default, as T5.
 
-use super::{
-    BucketedBias, BuildContext, Memo, OTape, PositionalLayer, Positions, SchemeContext, SchemeDef,
-    ScoreBias,
-};
-use crate::model::param::{Param, ParamVisitor};
+use super::{BuildContext, Memo, SchemeContext, SchemeDef};
+use crate::nn::hooks::{BucketedBias, OTape, PositionalLayer, Positions, ScoreBias};
+use crate::nn::param::{Param, ParamVisitor};
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};

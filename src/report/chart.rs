@@ -2,7 +2,7 @@
 //! directory so that PNGs are identical on every machine.
 
 use super::{Metric, ReportData, RunRow, Scale, StructureRow};
-use crate::record::write_atomic;
+use crate::store::atomic::write_atomic;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;

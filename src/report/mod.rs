@@ -7,8 +7,8 @@ mod config;
 mod stats;
 mod table;
 
-use crate::record::write_atomic;
-use crate::results::Frames;
+use crate::store::atomic::write_atomic;
+use crate::store::frames::Frames;
 use anyhow::Context;
 pub use config::{Bucket, MetricChoice, ReportConfig, Scale, LENGTH_BUCKET};
 use polars::prelude::{Column, CsvWriter, DataFrame, DataType, SerWriter};

@@ -346,7 +346,7 @@ pub fn example_text(name: &str) -> Result<String, String> {
         Some(Ok((_, task))) => task,
     };
     let (_, length) = task.train_lengths();
-    let mut rng = crate::seeds::stream(EXAMPLE_SEED, "tasks/example");
+    let mut rng = crate::options::seeds::stream(EXAMPLE_SEED, "tasks/example");
     let example = task.example(length, &mut rng);
     let (x, y) = task.describe(&example);
     Ok(format!(

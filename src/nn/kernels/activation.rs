@@ -2,7 +2,7 @@
 //! in place: the feed-forward sublayer's widest arrays are not copied.
 
 use super::simd::vectorized;
-use crate::model::Activation;
+use crate::nn::Activation;
 
 const KAPPA: f32 = 0.044715;
 /// √(2/π)

@@ -1,14 +1,14 @@
 //! One run, top to bottom: data → model → train → eval → record.
 //! A panic anywhere inside is caught and recorded as a failed run.
 
-use crate::eval::{self, EvalByLength};
-use crate::model::kernels::Kernels;
+use super::record::{Provenance, RunRecord, Status};
+use super::spec::RunSpec;
 use crate::model::{with_widths, PositionStructure, Transformer, WithWidths};
-use crate::plan::RunSpec;
-use crate::record::{Provenance, RunRecord, Status};
-use crate::seeds::stream;
+use crate::nn::kernels::Kernels;
+use crate::options::seeds::stream;
 use crate::tasks;
-use crate::train::{
+use crate::training::eval::{self, EvalByLength};
+use crate::training::train::{
     self, DeviceKind, PositionLoss, Progress, TrainOutcome, TrainReport, TrainStreams,
 };
 use dfdx::prelude::*;

@@ -1,15 +1,16 @@
 //! The experiment file: YAML schema, expansion of defaults ⊕ grid ⊕ include −
 //! exclude into validated run configurations, and `file:line:column` errors.
 
-use crate::eval::EvalConfig;
-use crate::locations::{Location, Locations};
 use crate::model::ModelConfig;
+use crate::options::locations::{Location, Locations};
 use crate::options::{self, dotted, path_string, FieldError, Seg};
-use crate::positional::{self, PositionalConfig, SchemeContext};
+use crate::positional::{self, SchemeContext};
 use crate::report::ReportConfig;
-use crate::tasks::{self, TaskConfig};
-use crate::train::TrainConfig;
-use serde::{Deserialize, Serialize};
+use crate::tasks;
+use crate::training::eval::EvalConfig;
+use crate::training::spec::RunConfig;
+use crate::training::train::TrainConfig;
+use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,16 +57,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Everything a run needs, fully resolved; serialised, this is its canonical form.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunConfig {
-    pub model: ModelConfig,
-    pub positional: PositionalConfig,
-    pub task: TaskConfig,
-    pub train: TrainConfig,
-    pub eval: EvalConfig,
-}
 
 /// A validated experiment: its runs before seeds are applied.
 #[derive(Debug, Clone)]
@@ -320,7 +311,7 @@ fn parse_report(
     let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for variant in variants {
         let canonical = serde_json::to_value(variant).expect("run config serializes");
-        for (key, v) in crate::plan::flatten_value(&canonical) {
+        for (key, v) in options::flat::flatten_value(&canonical) {
             let text = match v {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),

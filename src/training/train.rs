@@ -2,10 +2,11 @@
 //! decay, linear warmup then cosine decay, global gradient-norm clipping,
 //! divergence detection, and the logged curves.
 
-use crate::model::kernels::Kernels;
 use crate::model::{target_log_probs, weighted_nll, TokenBatch, Transformer};
+use crate::nn::hooks::Positions;
+use crate::nn::kernels::Kernels;
 use crate::options::FieldError;
-use crate::positional::{log_bucket, PositionalConfig, Positions};
+use crate::positional::{log_bucket, PositionalConfig};
 use crate::tasks::{Example, Task, PAD};
 use dfdx::prelude::*;
 use rand::Rng;

@@ -2,21 +2,11 @@
 //! `run_id` hashes the canonical run (sorted keys, seed included);
 //! `group_id` hashes it without the seed (the unit of aggregation).
 
-use crate::config::{ExperimentSpec, RunConfig};
+use super::config::ExperimentSpec;
+use crate::options::flat::{display_value, flatten_value};
+use crate::training::spec::{canonical, hash_id, RunConfig, RunSpec};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub experiment: String,
-    pub run_id: String,
-    pub group_id: String,
-    pub seed: u64,
-    /// Position in the plan, which orders frames and assigns shards.
-    pub plan_index: usize,
-    pub config: RunConfig,
-}
 
 /// Variant-major order: all seeds of the first variant, then the next.
 pub fn expand(spec: &ExperimentSpec) -> Vec<RunSpec> {
@@ -38,83 +28,10 @@ pub fn expand(spec: &ExperimentSpec) -> Vec<RunSpec> {
         .collect()
 }
 
-/// Canonical JSON: keys sorted at every level, numbers as serde_json prints them.
-pub fn canonical(config: &RunConfig, seed: Option<u64>) -> String {
-    let mut value = serde_json::to_value(config).expect("run config serializes");
-    if let (Some(seed), Value::Object(map)) = (seed, &mut value) {
-        map.insert("seed".into(), Value::from(seed));
-    }
-    let mut out = String::new();
-    write_sorted(&value, &mut out);
-    out
-}
-
-fn write_sorted(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
-            out.push('{');
-            for (i, (k, v)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(k).expect("string"));
-                out.push(':');
-                write_sorted(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_sorted(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// First 12 hex digits of SHA-256.
-pub fn hash_id(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
-
 /// Every parameter as a dotted column name (`model.d_model`, `positional.base`).
 /// Lists are kept as JSON text so each parameter is one cell.
 pub fn flatten(config: &RunConfig) -> BTreeMap<String, Value> {
     flatten_value(&serde_json::to_value(config).expect("run config serializes"))
-}
-
-/// [`flatten`] for a configuration already in JSON form (as stored in records).
-pub fn flatten_value(config: &Value) -> BTreeMap<String, Value> {
-    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            Value::Array(_) => {
-                out.insert(prefix.to_string(), Value::String(value.to_string()));
-            }
-            other => {
-                out.insert(prefix.to_string(), other.clone());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", config, &mut out);
-    out
 }
 
 /// Parameter columns whose value differs between runs, in sorted order.
@@ -126,15 +43,6 @@ pub fn varying_parameters(runs: &[RunSpec]) -> Vec<String> {
     keys.into_iter()
         .filter(|k| flat.iter().any(|f| f.get(k) != flat[0].get(k)))
         .collect()
-}
-
-/// A cell of the plan table.
-pub fn display_value(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// The `posembed plan` table: run_id, seed and every varying parameter.
@@ -179,7 +87,7 @@ pub fn table(runs: &[RunSpec]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::experiment::config;
     use std::path::Path;
 
     const YAML: &str = "

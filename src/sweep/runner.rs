@@ -2,12 +2,14 @@
 //! frames → report. One failing run never stops the others; an interrupt
 //! stops launching runs and still writes the frames of what completed.
 
-use crate::config;
-use crate::plan::{self, RunSpec};
-use crate::record::{self, Provenance, RunRecord, Status};
+use crate::experiment::config;
+use crate::experiment::plan;
 use crate::report;
-use crate::results;
-use crate::run;
+use crate::store::frames;
+use crate::store::records;
+use crate::training::record::{Provenance, RunRecord, Status};
+use crate::training::run;
+use crate::training::spec::RunSpec;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -300,7 +302,7 @@ fn is_complete(dir: &Path, run_id: &str, opts: &RunOptions) -> bool {
     if opts.force {
         return false;
     }
-    match record::load(dir, run_id) {
+    match records::load(dir, run_id) {
         Ok(Some(record)) => !(opts.rerun_failed && record.status != Status::Ok),
         Ok(None) => false,
         Err(err) => {
@@ -343,12 +345,12 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
     let training = training.elapsed();
     let mut records = Vec::new();
     for run in &runs {
-        if let Some(record) = record::load(&results_dir, &run.run_id)? {
+        if let Some(record) = records::load(&results_dir, &run.run_id)? {
             records.push(record);
         }
     }
-    let mut frames = results::collect(&records)?;
-    results::write(&mut frames, &results_dir)?;
+    let mut frames = frames::collect(&records)?;
+    frames::write(&mut frames, &results_dir)?;
     report::save_config(&results_dir, &spec.report)?;
     let reports_dir = match opts.shard {
         Some(_) => None,
@@ -389,7 +391,7 @@ fn unsuccessful(records: &[RunRecord]) -> Vec<(String, Status, String)> {
 /// Says which planned runs are new and which stored runs the plan no longer
 /// has (they are kept, and left out of the frames).
 fn report_plan_changes(runs: &[RunSpec], dir: &Path) -> anyhow::Result<()> {
-    let stored = record::stored_ids(dir)?;
+    let stored = records::stored_ids(dir)?;
     if stored.is_empty() {
         return Ok(());
     }
@@ -467,7 +469,7 @@ fn train_all(
                     stop.drain();
                     display.note("--fail-fast: no new runs will start");
                 }
-                let saved = record::save(results_dir, &record);
+                let saved = records::save(results_dir, &record);
                 if let Err(err) = &saved {
                     // A full or read-only disk fails every later run too.
                     stop.drain();
@@ -513,8 +515,8 @@ pub fn merge(
             eprintln!("warning: {} is not a directory: skipped", dir.display());
             continue;
         }
-        for id in record::stored_ids(dir)? {
-            let record = record::load(dir, &id)?.expect("listed records exist");
+        for id in records::stored_ids(dir)? {
+            let record = records::load(dir, &id)?.expect("listed records exist");
             match chosen.get(&id) {
                 None => {
                     chosen.insert(id, record);
@@ -540,22 +542,22 @@ pub fn merge(
     let results_dir = into.map_or_else(|| results_root.join(&experiment), Path::to_path_buf);
     let _lock = ExperimentLock::acquire(&results_dir)?;
     for record in chosen.values() {
-        if record::load(&results_dir, &record.run_id)
+        if records::load(&results_dir, &record.run_id)
             .ok()
             .flatten()
             .as_ref()
             != Some(record)
         {
-            record::save(&results_dir, record)?;
+            records::save(&results_dir, record)?;
         }
     }
     let mut records = Vec::new();
-    for id in record::stored_ids(&results_dir)? {
-        records.push(record::load(&results_dir, &id)?.expect("listed records exist"));
+    for id in records::stored_ids(&results_dir)? {
+        records.push(records::load(&results_dir, &id)?.expect("listed records exist"));
     }
     records.sort_by(|a, b| (a.plan_index, &a.run_id).cmp(&(b.plan_index, &b.run_id)));
-    let mut frames = results::collect(&records)?;
-    results::write(&mut frames, &results_dir)?;
+    let mut frames = frames::collect(&records)?;
+    frames::write(&mut frames, &results_dir)?;
     // The report section travels with the shards; the first one found wins.
     let report_config = dirs
         .iter()

@@ -2,8 +2,9 @@
 //! `runs` (one row per run, every resolved parameter its own column),
 //! `eval` (run × length) and `curves` (run × step × metric).
 
-use crate::plan::flatten_value;
-use crate::record::{write_atomic, RunRecord};
+use super::atomic::write_atomic;
+use crate::options::flat::flatten_value;
+use crate::training::record::RunRecord;
 use anyhow::Context;
 use polars::prelude::{
     Column, CsvWriter, DataFrame, ParquetReader, ParquetWriter, SerReader, SerWriter,
@@ -219,11 +220,11 @@ fn json_column(name: &str, values: &[Option<&Value>]) -> Column {
 /// the scored tokens, and language-modelling rows add bits per byte (their
 /// tokens are bytes) and the last-quarter loss.
 fn eval_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
-    let rows: Vec<(&RunRecord, &crate::eval::EvalByLength)> = records
+    let rows: Vec<(&RunRecord, &crate::training::eval::EvalByLength)> = records
         .iter()
         .flat_map(|r| r.eval.iter().map(move |e| (r, e)))
         .collect();
-    type Row<'a> = (&'a RunRecord, &'a crate::eval::EvalByLength);
+    type Row<'a> = (&'a RunRecord, &'a crate::training::eval::EvalByLength);
     let u64_col = |name: &str, f: &dyn Fn(&Row) -> u64| {
         Column::new(name.into(), rows.iter().map(f).collect::<Vec<u64>>())
     };
@@ -268,7 +269,7 @@ fn eval_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
 }
 
 fn curves_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
-    let rows: Vec<(&RunRecord, &crate::train::CurvePoint)> = records
+    let rows: Vec<(&RunRecord, &crate::training::train::CurvePoint)> = records
         .iter()
         .flat_map(|r| r.curves.iter().map(move |c| (r, c)))
         .collect();

@@ -3,9 +3,8 @@
 //! the reference the fused CPU kernels are tested against.
 
 use super::{AttentionParams, AttentionSpec, FeedForwardParams, LinearParams, NormParams};
-use crate::model::layers::Act;
-use crate::model::Activation;
-use crate::positional::{Heads, ScoreBias, Scores};
+use crate::nn::hooks::{Heads, ScoreBias, Scores};
+use crate::nn::{Act, Activation};
 use dfdx::prelude::*;
 
 pub fn linear<O: Dim, const I: usize, Dev: Device<f32>, T: Tape<f32, Dev>>(

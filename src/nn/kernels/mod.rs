@@ -20,14 +20,16 @@ pub mod matmul;
 mod reduce;
 mod simd;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 pub use allocator::keep_freed_memory;
 pub use attention::query_blocks;
 
-use super::layers::Act;
-use super::Activation;
-use crate::positional::{Rotation, ScoreBias};
+use super::hooks::ScoreBias;
+use super::rotation::Rotation;
+use super::{Act, Activation};
 use dfdx::prelude::*;
 use std::sync::Arc;
 

@@ -1,6 +1,10 @@
 //! Typed option parsing shared by every stage that reads YAML fragments:
 //! field paths for error locations, serde with path tracking, did-you-mean.
 
+pub mod flat;
+pub mod locations;
+pub mod seeds;
+
 use serde::de::DeserializeOwned;
 use std::fmt;
 

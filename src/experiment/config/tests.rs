@@ -310,7 +310,7 @@ fn position_loss_options() {
     let spec = parse(&ok, Path::new("exp.yaml"), DEFAULT_MAX_RUNS).unwrap();
     assert!(matches!(
         spec.variants[0].train.position_loss,
-        Some(crate::train::PositionLoss::Probe {
+        Some(crate::training::train::PositionLoss::Probe {
             buckets: 8,
             max_distance: 128,
             ..

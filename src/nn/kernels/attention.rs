@@ -6,7 +6,7 @@
 use super::matmul::{matmul, Mat, MatMut, Unwritten};
 use super::reduce;
 use super::simd::{exp, vectorized};
-use crate::positional::RotationTable;
+use crate::nn::rotation::RotationTable;
 use std::ops::Range;
 
 #[derive(Clone, Copy)]

@@ -1,122 +1,18 @@
-//! Every fused CPU kernel against its dfdx composition: forward values and
-//! the gradients of every input, on several shapes including odd sizes.
+//! The fused CPU sublayers against their dfdx compositions: forward values
+//! and the gradients of every input, on several shapes including odd sizes.
 
-use super::*;
-use crate::model::attention::causal_mask;
-use crate::positional::{self, BucketedBias, BuildContext, Positions, SchemeContext};
+use super::attention::causal_mask;
+use crate::nn::hooks::{BucketedBias, Positions, ScoreBias};
+use crate::nn::kernels::testing::{
+    assert_close, assert_grads_close, assert_grads_equal, backward, random, Dense, Norm,
+};
+use crate::nn::kernels::{compose, AttentionParams, AttentionSpec, FeedForwardParams, Kernels};
+use crate::nn::rotation::Rotation;
+use crate::nn::Activation;
+use crate::positional::{self, BuildContext, SchemeContext};
+use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn random<S: Shape>(dev: &Cpu, shape: S, r: &mut ChaCha8Rng) -> Tensor<S, f32, Cpu> {
-    let data = (0..shape.num_elements())
-        .map(|_| r.gen_range(-1.5f32..1.5))
-        .collect();
-    dev.tensor_from_vec(data, shape)
-}
-
-type Grads = Gradients<f32, Cpu>;
-
-/// Backward of Σ out ⊙ probe, so that every output element gets its own gradient.
-fn backward<S: Shape>(
-    out: Tensor<S, f32, Cpu, OwnedTape<f32, Cpu>>,
-    probe: &Tensor<S, f32, Cpu>,
-) -> Grads {
-    (out * probe.clone()).sum().backward()
-}
-
-/// Elementwise agreement to 1e-4 of the larger of 1 and the vector's largest
-/// magnitude: f32 rounding in long sums (and LayerNorm's cancellations)
-/// stays well inside it; a wrong term does not.
-fn assert_close(fused: &[f32], composed: &[f32], what: &str) {
-    assert_eq!(fused.len(), composed.len(), "{what}: lengths");
-    let scale = composed.iter().fold(1f32, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in fused.iter().zip(composed).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-4 * scale,
-            "{what}[{i}]: fused {a} vs composed {b} (scale {scale})"
-        );
-    }
-}
-
-fn assert_grads_equal<S: Shape>(a: &Grads, b: &Grads, t: &Tensor<S, f32, Cpu>, what: &str) {
-    assert_eq!(a.get(t).as_vec(), b.get(t).as_vec(), "{what}");
-}
-
-fn assert_grads_close<S: Shape>(
-    fused: &Grads,
-    composed: &Grads,
-    t: &Tensor<S, f32, Cpu>,
-    what: &str,
-) {
-    assert_close(&fused.get(t).as_vec(), &composed.get(t).as_vec(), what);
-}
-
-fn check_linear<O: Dim, const I: usize>(
-    rows: usize,
-    o: O,
-    bias: bool,
-    activation: Option<Activation>,
-    seed: u64,
-) {
-    let (dev, mut r) = (Cpu::default(), ChaCha8Rng::seed_from_u64(seed));
-    let x = random(&dev, (rows, Const::<I>), &mut r);
-    let w = random(&dev, (o, Const::<I>), &mut r);
-    let b = random(&dev, (o,), &mut r);
-    let probe = random(&dev, (rows, o), &mut r);
-    let b_used = bias.then_some(&b);
-    let fused = <Cpu as Kernels>::linear(x.clone().leaky_traced(), &w, b_used, activation);
-    let composed = compose::linear(x.clone().leaky_traced(), &w, b_used, activation);
-    assert_close(&fused.as_vec(), &composed.as_vec(), "linear output");
-    let (gf, gc) = (backward(fused, &probe), backward(composed, &probe));
-    assert_grads_close(&gf, &gc, &x, "linear dx");
-    assert_grads_close(&gf, &gc, &w, "linear dW");
-    if bias {
-        assert_grads_close(&gf, &gc, &b, "linear db");
-    }
-}
-
-#[test]
-fn linear_matches_composition() {
-    check_linear::<Const<7>, 5>(1, Const, true, None, 1);
-    check_linear::<Const<7>, 5>(13, Const, true, None, 2);
-    check_linear::<usize, 16>(33, 3, false, None, 3);
-    check_linear::<Const<64>, 32>(70, Const, true, None, 4);
-}
-
-#[test]
-fn activated_linear_matches_composition() {
-    check_linear::<Const<7>, 5>(9, Const, true, Some(Activation::Relu), 5);
-    check_linear::<Const<64>, 16>(31, Const, true, Some(Activation::Relu), 6);
-    check_linear::<Const<7>, 5>(9, Const, true, Some(Activation::Gelu), 7);
-    check_linear::<usize, 16>(20, 11, false, Some(Activation::Gelu), 8);
-}
-
-fn check_layer_norm<const W: usize>(rows: usize, seed: u64) {
-    let (dev, mut r) = (Cpu::default(), ChaCha8Rng::seed_from_u64(seed));
-    let x = random(&dev, (rows, Const::<W>), &mut r);
-    let gain = random(&dev, (Const::<W>,), &mut r);
-    let bias = random(&dev, (Const::<W>,), &mut r);
-    let probe = random(&dev, (rows, Const::<W>), &mut r);
-    let norm = NormParams {
-        gain: &gain,
-        bias: &bias,
-    };
-    let fused = <Cpu as Kernels>::layer_norm(x.clone().leaky_traced(), &norm);
-    let composed = compose::layer_norm(x.clone().leaky_traced(), &norm);
-    assert_close(&fused.as_vec(), &composed.as_vec(), "layer_norm output");
-    let (gf, gc) = (backward(fused, &probe), backward(composed, &probe));
-    assert_grads_close(&gf, &gc, &x, "layer_norm dx");
-    assert_grads_close(&gf, &gc, &gain, "layer_norm dgain");
-    assert_grads_close(&gf, &gc, &bias, "layer_norm dbias");
-}
-
-#[test]
-fn layer_norm_matches_composition() {
-    check_layer_norm::<5>(1, 1);
-    check_layer_norm::<5>(9, 2);
-    check_layer_norm::<16>(31, 3);
-    check_layer_norm::<128>(4, 4);
-}
 
 /// The rotation a scheme gives for `heads` heads of `D / heads` dims.
 fn rotation<const D: usize>(yaml: &str, pos: &Positions, heads: usize) -> Option<Rotation<Cpu>> {
@@ -134,59 +30,6 @@ fn rotation<const D: usize>(yaml: &str, pos: &Positions, heads: usize) -> Option
         rng: &mut r,
     };
     positional::build::<D, Cpu>(&config, build).rotation(pos, heads, D / heads)
-}
-
-/// Random parameters of one linear layer.
-struct Dense<const I: usize, const O: usize> {
-    weight: Tensor<(Const<O>, Const<I>), f32, Cpu>,
-    bias: Tensor<(Const<O>,), f32, Cpu>,
-}
-
-impl<const I: usize, const O: usize> Dense<I, O> {
-    fn new(dev: &Cpu, r: &mut ChaCha8Rng) -> Self {
-        // Uniform(±1.5/√I): activations keep unit scale, as with a trained model's weights.
-        let weight = random(dev, (Const, Const), r) * (1.0 / (I as f32).sqrt());
-        Dense {
-            weight,
-            bias: random(dev, (Const,), r),
-        }
-    }
-    fn params(&self) -> LinearParams<'_, I, O, Cpu> {
-        LinearParams {
-            weight: &self.weight,
-            bias: &self.bias,
-        }
-    }
-    fn check(&self, fused: &Grads, composed: &Grads, what: &str) {
-        assert_grads_close(fused, composed, &self.weight, &format!("{what}: dW"));
-        assert_grads_close(fused, composed, &self.bias, &format!("{what}: db"));
-    }
-}
-
-/// Random LayerNorm parameters (gain around 1).
-struct Norm<const W: usize> {
-    gain: Tensor<(Const<W>,), f32, Cpu>,
-    bias: Tensor<(Const<W>,), f32, Cpu>,
-}
-
-impl<const W: usize> Norm<W> {
-    fn new(dev: &Cpu, r: &mut ChaCha8Rng) -> Self {
-        let gain = (0..W).map(|_| r.gen_range(0.5f32..1.5)).collect();
-        Norm {
-            gain: dev.tensor_from_vec(gain, (Const,)),
-            bias: random(dev, (Const,), r),
-        }
-    }
-    fn params(&self) -> NormParams<'_, W, Cpu> {
-        NormParams {
-            gain: &self.gain,
-            bias: &self.bias,
-        }
-    }
-    fn check(&self, fused: &Grads, composed: &Grads, what: &str) {
-        assert_grads_close(fused, composed, &self.gain, &format!("{what}: dgain"));
-        assert_grads_close(fused, composed, &self.bias, &format!("{what}: dbias"));
-    }
 }
 
 /// Which score bias an attention case adds.
@@ -422,34 +265,5 @@ fn fused_attention_is_causal() {
             after[last],
             "the last position changed"
         );
-    }
-}
-
-#[test]
-fn embedding_matches_composition() {
-    let (dev, mut r) = (Cpu::default(), ChaCha8Rng::seed_from_u64(12));
-    let table = random(&dev, (9, Const::<5>), &mut r);
-    // Repeated ids: their gradients must add up.
-    let ids = [3, 0, 8, 3, 3, 1, 0];
-    let probe = random(&dev, (1, 7, Const::<5>), &mut r);
-    let tape = || OwnedTape::<f32, Cpu>::default();
-    let fused = <Cpu as Kernels>::embed(&table, &ids, (1, 7), tape());
-    let composed = compose::embed(&table, &ids, (1, 7), tape());
-    assert_close(&fused.as_vec(), &composed.as_vec(), "embedding");
-    let (gf, gc) = (backward(fused, &probe), backward(composed, &probe));
-    assert_grads_close(&gf, &gc, &table, "dtable");
-}
-#[test]
-fn target_log_probs_match_composition() {
-    for (rows, classes, seed) in [(1, 2, 1), (7, 5, 2), (33, 64, 3)] {
-        let (dev, mut r) = (Cpu::default(), ChaCha8Rng::seed_from_u64(seed));
-        let logits = random(&dev, (rows, classes), &mut r);
-        let targets: Vec<usize> = (0..rows).map(|_| r.gen_range(0..classes)).collect();
-        let probe = random(&dev, (rows,), &mut r);
-        let fused = <Cpu as Kernels>::target_log_probs(logits.clone().leaky_traced(), &targets);
-        let composed = compose::target_log_probs(logits.clone().leaky_traced(), &targets);
-        assert_close(&fused.as_vec(), &composed.as_vec(), "log p(target)");
-        let (gf, gc) = (backward(fused, &probe), backward(composed, &probe));
-        assert_grads_close(&gf, &gc, &logits, "dlogits");
     }
 }

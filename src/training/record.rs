@@ -1,16 +1,10 @@
-//! The per-run record: everything measured for one run, stored as
-//! `results/<experiment>/runs/<run_id>/record.json`. Its presence marks the
-//! run complete; it is written to a temporary file and renamed into place.
+//! The per-run record: everything measured for one run. The store keeps it
+//! as `results/<experiment>/runs/<run_id>/record.json`.
 
-use crate::eval::EvalByLength;
+use super::eval::EvalByLength;
+use super::train::CurvePoint;
 use crate::model::PositionStructure;
-use crate::train::CurvePoint;
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-pub const RECORD_FILE: &str = "record.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,69 +116,4 @@ pub struct RunRecord {
     pub provenance: Provenance,
     pub started_at_unix: f64,
     pub finished_at_unix: f64,
-}
-
-pub fn run_dir(experiment_dir: &Path, run_id: &str) -> PathBuf {
-    experiment_dir.join("runs").join(run_id)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and
-/// a rename, so readers never see a partial file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("path has a parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("path has a file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::write(&tmp, bytes)
-        .with_context(|| format!("writing {}", tmp.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-        });
-    if written.is_err() {
-        // A full disk leaves a partial temporary file; never a partial `path`.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
-pub fn save(experiment_dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
-    let path = run_dir(experiment_dir, &record.run_id).join(RECORD_FILE);
-    let json = serde_json::to_vec_pretty(record).expect("record serializes");
-    write_atomic(&path, &json)
-}
-
-/// The run ids under `experiment_dir/runs/` that have a record file.
-pub fn stored_ids(experiment_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
-    let runs = experiment_dir.join("runs");
-    let entries = match std::fs::read_dir(&runs) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", runs.display())),
-    };
-    let mut ids = BTreeSet::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", runs.display()))?;
-        if entry.path().join(RECORD_FILE).is_file() {
-            ids.insert(entry.file_name().to_string_lossy().to_string());
-        }
-    }
-    Ok(ids)
-}
-
-/// The stored record of `run_id`, if complete.
-pub fn load(experiment_dir: &Path, run_id: &str) -> anyhow::Result<Option<RunRecord>> {
-    let path = run_dir(experiment_dir, run_id).join(RECORD_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let record: RunRecord = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is corrupt", path.display()))?;
-            Ok(Some(record))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
 }

@@ -40,7 +40,7 @@ pub fn scatter(dbias: &[f32], index: &[usize], heads: usize, seq: usize, dtable:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::positional::BucketedBias;
+    use crate::nn::hooks::BucketedBias;
     use dfdx::prelude::*;
 
     #[test]
