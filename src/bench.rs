@@ -9,12 +9,123 @@ use crate::nn::kernels::matmul::{matmul, Mat, MatMut};
 use crate::nn::kernels::query_blocks;
 use crate::nn::Activation;
 use crate::options::seeds::stream;
+use crate::options::UsageError;
 use crate::positional::{self, PositionalConfig, SchemeContext};
 use crate::training::train::{train_step, AdamW, Batch, TrainConfig};
 use dfdx::prelude::*;
 use rand::Rng;
 use serde::Serialize;
 use std::time::Instant;
+
+/// What `posembed bench` was asked to measure.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchRequest {
+    /// s1: d_model 128, 2 layers, batch 32 × 64; s2: d_model 256, 4 layers, batch 16 × 128.
+    #[arg(long, value_enum, default_value = "s1")]
+    pub model: ReferenceModel,
+    /// A scheme name or a YAML option map, e.g. '{scheme: rope, fraction: 0.25}';
+    /// repeat for several (default: every scheme with default options).
+    #[arg(long = "scheme")]
+    pub schemes: Vec<String>,
+    /// Timed steps of each kind per scheme and repetition.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Interleaved repetitions; the table shows per-scheme medians.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// relu or gelu.
+    #[arg(long, default_value = "relu")]
+    pub activation: Activation,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Instead of model steps, time whole sweeps through the runner:
+    /// `--runs` identical small runs once per `--jobs` value.
+    #[arg(long)]
+    pub sweep: bool,
+    /// With --sweep: runs per sweep.
+    #[arg(long, default_value_t = 4)]
+    pub runs: usize,
+    /// With --sweep: training steps per run.
+    #[arg(long, default_value_t = 300)]
+    pub run_steps: usize,
+    /// Model steps: copies trained side by side, one thread each, summed
+    /// (default 1). With --sweep: the job counts to time (default 1,2).
+    #[arg(long, value_delimiter = ',')]
+    pub jobs: Vec<usize>,
+}
+
+/// Runs the measurements of `request`, printing a table (or JSON lines)
+/// to stdout. A bad `--scheme` or `--jobs` is a [`UsageError`].
+pub fn run(request: &BenchRequest) -> anyhow::Result<()> {
+    if request.sweep {
+        let jobs = match request.jobs.as_slice() {
+            [] => vec![1, 2],
+            jobs => jobs.to_vec(),
+        };
+        let results = sweep_throughput(request.runs, request.run_steps, &jobs)?;
+        if request.json {
+            for r in &results {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        } else {
+            print!("{}", sweep_table(&results));
+        }
+        return Ok(());
+    }
+    let names: Vec<String> = if request.schemes.is_empty() {
+        positional::names().iter().map(|s| s.to_string()).collect()
+    } else {
+        request.schemes.clone()
+    };
+    let configs = names
+        .iter()
+        .map(|name| scheme_config(name, request.model))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|err| UsageError(format!("--scheme: {err:#}")))?;
+    let jobs = match request.jobs.as_slice() {
+        [] => 1,
+        [one] if *one >= 1 => *one,
+        [_] => {
+            return Err(UsageError("--jobs: 0 copies; valid: a count of at least 1".into()).into())
+        }
+        _ => {
+            return Err(UsageError(
+                "--jobs: one count for model steps (a list only with --sweep)".into(),
+            )
+            .into())
+        }
+    };
+    // Schemes alternate within each repetition so that drifts in machine
+    // speed hit them alike; the table reports per-scheme medians.
+    let mut repeats = Vec::new();
+    for _ in 0..request.repeat.max(1) {
+        let round: Vec<_> = names
+            .iter()
+            .zip(&configs)
+            .map(|(name, config)| {
+                measure(
+                    request.model,
+                    config,
+                    name,
+                    request.steps,
+                    request.activation,
+                    jobs,
+                )
+            })
+            .collect();
+        if request.json {
+            for result in &round {
+                println!("{}", serde_json::to_string(result)?);
+            }
+        }
+        repeats.push(round);
+    }
+    if !request.json {
+        print!("{}", table(&medians(&repeats)));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -293,7 +293,7 @@ fn slurm_writes_an_array_and_a_dependent_merge() {
     let merge = std::fs::read_to_string(dir.join("merge.sbatch")).unwrap();
     assert!(merge.contains("shards/3-of-3"));
     let bad = posembed(tmp.path(), &["slurm", "sweep.yaml", "--array-size", "7"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
     assert!(
         text(&bad).contains("valid: 1 to 6 array tasks"),
         "{}",

@@ -19,3 +19,14 @@ pub enum Activation {
     Relu,
     Gelu,
 }
+
+impl std::str::FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "relu" => Ok(Activation::Relu),
+            "gelu" => Ok(Activation::Gelu),
+            _ => Err(format!("`{s}`; valid: relu, gelu")),
+        }
+    }
+}

@@ -8,6 +8,12 @@ pub mod seeds;
 use serde::de::DeserializeOwned;
 use std::fmt;
 
+/// A bad command-line argument. The binary exits with status 2 for it, as
+/// for clap's own usage errors and for a bad experiment file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// One step of a path into a YAML document or a resolved run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Seg {

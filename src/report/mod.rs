@@ -7,6 +7,7 @@ mod config;
 mod stats;
 mod table;
 
+use crate::options::UsageError;
 use crate::store::atomic::write_atomic;
 use crate::store::frames::Frames;
 use anyhow::Context;
@@ -588,27 +589,24 @@ pub fn load_config(results_dir: &Path) -> anyhow::Result<ReportConfig> {
 
 /// The stored report section of `results_dir` with command-line overrides
 /// (key → YAML value) applied and checked against the frames' parameters.
-/// An invalid override is an `Err` naming the flag and the valid choices.
+/// An invalid override is a [`UsageError`] naming the flag and the valid choices.
 pub fn configure(
     results_dir: &Path,
-    overrides: &[(&str, serde_yaml::Value)],
+    overrides: &ReportOverrides,
     frames: &Frames,
-) -> anyhow::Result<Result<ReportConfig, String>> {
+) -> anyhow::Result<ReportConfig> {
     let stored = load_config(results_dir)?;
     let serde_json::Value::Object(mut map) = serde_json::to_value(&stored)? else {
         unreachable!("the report config is a map")
     };
-    for (key, value) in overrides {
+    for (key, value) in overrides.values()? {
         map.insert(key.to_string(), serde_json::to_value(value)?);
     }
     let flag = |err: crate::options::FieldError| {
         let key = crate::options::path_string(&err.path);
-        format!("--{}: {}", key.replace('_', "-"), err.message)
+        UsageError(format!("--{}: {}", key.replace('_', "-"), err.message))
     };
-    let cfg: ReportConfig = match crate::options::parse(&serde_yaml::to_value(&map)?) {
-        Ok(cfg) => cfg,
-        Err(err) => return Ok(Err(flag(err))),
-    };
+    let cfg: ReportConfig = crate::options::parse(&serde_yaml::to_value(&map)?).map_err(flag)?;
     let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for name in frames.runs.get_column_names() {
         if name.contains('.') || name.as_str() == "seed" {
@@ -617,7 +615,80 @@ pub fn configure(
             params.insert(name.to_string(), values);
         }
     }
-    Ok(cfg.check(&params).map(|()| cfg).map_err(flag))
+    cfg.check(&params).map_err(flag)?;
+    Ok(cfg)
+}
+
+/// `posembed report`'s flags: each replaces one key of the stored `report:` section.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReportOverrides {
+    /// Table rows: a parameter (e.g. positional.scheme, model.d_model, seed) or length_bucket.
+    #[arg(long)]
+    pub rows: Option<String>,
+    /// Table columns: a parameter or length_bucket.
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// headline, exact_match, token_acc, loss, perplexity or tokens_per_s.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// A YAML list of in_distribution, out_of_distribution, all or [min, max],
+    /// e.g. '[out_of_distribution, [17, 32]]'.
+    #[arg(long)]
+    pub buckets: Option<String>,
+    /// mean_std, max or median_iqr.
+    #[arg(long)]
+    pub aggregate: Option<String>,
+    /// The row every other row is tested against (Welch's t-test).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Add 95% confidence intervals of the mean.
+    #[arg(long)]
+    pub ci: bool,
+    /// Add each row's mean reciprocal rank over the columns.
+    #[arg(long)]
+    pub rank: bool,
+    /// log or linear y axis of the training curves.
+    #[arg(long)]
+    pub loss_scale: Option<String>,
+}
+
+impl ReportOverrides {
+    /// The given flags as (report key, YAML value).
+    fn values(&self) -> Result<Vec<(&'static str, serde_yaml::Value)>, UsageError> {
+        let text = |v: &Option<String>| v.clone().map(serde_yaml::Value::String);
+        let flag = |on: bool| on.then_some(serde_yaml::Value::Bool(true));
+        let buckets = match &self.buckets {
+            None => None,
+            Some(text) => Some(serde_yaml::from_str(text).map_err(|e| {
+                UsageError(format!(
+                    "--buckets: {e}; valid: a YAML list such as '[out_of_distribution, [17, 32]]'"
+                ))
+            })?),
+        };
+        Ok([
+            ("rows", text(&self.rows)),
+            ("columns", text(&self.columns)),
+            ("metric", text(&self.metric)),
+            ("aggregate", text(&self.aggregate)),
+            ("baseline", text(&self.baseline)),
+            ("loss_scale", text(&self.loss_scale)),
+            ("ci", flag(self.ci)),
+            ("rank", flag(self.rank)),
+            ("buckets", buckets),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
+    }
+}
+
+/// `reports/<name>` for a `results/<name>` directory.
+pub fn default_dir(results_dir: &Path) -> PathBuf {
+    let name = results_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    PathBuf::from("reports").join(name)
 }
 
 pub fn save_config(results_dir: &Path, cfg: &ReportConfig) -> anyhow::Result<()> {

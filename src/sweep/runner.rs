@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -97,22 +97,51 @@ impl std::str::FromStr for Shard {
 /// (first Ctrl-C, or `--fail-fast` after a failure), 2 also abandon running
 /// runs (second Ctrl-C). Shared with the signal handler.
 #[derive(Debug, Clone, Default)]
-pub struct Stop(Arc<AtomicUsize>);
+pub struct Stop {
+    level: Arc<AtomicUsize>,
+    signalled: Arc<AtomicBool>,
+}
 
 impl Stop {
     pub fn level(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.level.load(Ordering::SeqCst)
     }
 
     /// Raises the level by one and returns the new level.
     pub fn escalate(&self) -> usize {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
+        self.level.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     fn drain(&self) {
         let _ = self
-            .0
+            .level
             .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Whether SIGINT or SIGTERM arrived.
+    pub fn signalled(&self) -> bool {
+        self.signalled.load(Ordering::SeqCst)
+    }
+
+    /// SIGINT/SIGTERM: the first stops launching runs, the second abandons
+    /// the running ones, the third exits at once (status 130).
+    pub fn listen_for_signals(&self) -> anyhow::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let stop = self.clone();
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                stop.signalled.store(true, Ordering::SeqCst);
+                match stop.escalate() {
+                    1 => eprintln!(
+                        "\ninterrupted: no new runs will start; running runs finish (interrupt again to abandon them)"
+                    ),
+                    2 => eprintln!("\ninterrupted again: abandoning running runs"),
+                    _ => std::process::exit(130),
+                }
+            }
+        });
+        Ok(())
     }
 }
 
@@ -175,11 +204,69 @@ pub struct SweepSummary {
     pub incomplete: usize,
     /// The sweep stopped early: interrupted, or `--fail-fast` after a failure.
     pub stopped: bool,
+    /// A signal stopped it.
+    pub interrupted: bool,
     /// (run_id, status, error) of every run that did not finish ok.
     pub unsuccessful: Vec<(String, Status, String)>,
     /// Milliseconds spent outside training: planning, checking records,
     /// writing frames and the report.
     pub overhead_ms: f64,
+}
+
+impl SweepSummary {
+    /// Every planned run has a record, and every record is ok.
+    pub fn all_ok(&self) -> bool {
+        self.unsuccessful.is_empty() && self.incomplete == 0
+    }
+}
+
+impl std::fmt::Display for SweepSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let report = self
+            .reports_dir
+            .as_ref()
+            .map_or("merge shards to report".to_string(), |d| {
+                format!("report in {}", d.display())
+            });
+        writeln!(
+            f,
+            "{} runs planned, {} trained, {} skipped; results in {}, {report} ({:.0} ms outside training)",
+            self.planned,
+            self.trained,
+            self.skipped,
+            self.results_dir.display(),
+            self.overhead_ms,
+        )?;
+        write_unsuccessful(f, &self.unsuccessful)?;
+        if self.interrupted {
+            writeln!(
+                f,
+                "interrupted: {} of {} runs have no record; run the same command again to resume",
+                self.incomplete, self.planned
+            )?;
+        } else if self.stopped {
+            writeln!(
+                f,
+                "--fail-fast: stopped with {} of {} runs not started; rerun to continue",
+                self.incomplete, self.planned
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_unsuccessful(
+    f: &mut std::fmt::Formatter<'_>,
+    unsuccessful: &[(String, Status, String)],
+) -> std::fmt::Result {
+    if unsuccessful.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "\n{} runs did not finish ok:", unsuccessful.len())?;
+    for (id, status, error) in unsuccessful {
+        writeln!(f, "  {id}  {:<8}  {error}", status.as_str())?;
+    }
+    Ok(())
 }
 
 /// Live display: indicatif bars on a terminal, one line per event otherwise.
@@ -349,17 +436,11 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
             records.push(record);
         }
     }
-    let mut frames = frames::collect(&records)?;
-    frames::write(&mut frames, &results_dir)?;
-    report::save_config(&results_dir, &spec.report)?;
     let reports_dir = match opts.shard {
         Some(_) => None,
-        None => {
-            let dir = opts.reports_root.join(&spec.name);
-            report::render(&frames, &spec.report, &dir)?;
-            Some(dir)
-        }
+        None => Some(opts.reports_root.join(&spec.name)),
     };
+    publish(&records, &results_dir, &spec.report, reports_dir.as_deref())?;
     Ok(SweepSummary {
         results_dir,
         reports_dir,
@@ -368,6 +449,7 @@ pub fn run_sweep(file: &Path, opts: &RunOptions) -> anyhow::Result<SweepSummary>
         trained,
         incomplete: runs.len() - records.len(),
         stopped: opts.stop.level() > 0,
+        interrupted: opts.stop.signalled(),
         unsuccessful: unsuccessful(&records),
         overhead_ms: (clock.elapsed() - training).as_secs_f64() * 1e3,
     })
@@ -556,8 +638,6 @@ pub fn merge(
         records.push(records::load(&results_dir, &id)?.expect("listed records exist"));
     }
     records.sort_by(|a, b| (a.plan_index, &a.run_id).cmp(&(b.plan_index, &b.run_id)));
-    let mut frames = frames::collect(&records)?;
-    frames::write(&mut frames, &results_dir)?;
     // The report section travels with the shards; the first one found wins.
     let report_config = dirs
         .iter()
@@ -566,9 +646,8 @@ pub fn merge(
             || report::load_config(&results_dir),
             |d| report::load_config(d),
         )?;
-    report::save_config(&results_dir, &report_config)?;
     let reports_dir = reports_root.join(&experiment);
-    report::render(&frames, &report_config, &reports_dir)?;
+    publish(&records, &results_dir, &report_config, Some(&reports_dir))?;
     Ok(MergeSummary {
         results_dir,
         reports_dir,
@@ -576,6 +655,37 @@ pub fn merge(
         duplicates,
         unsuccessful: unsuccessful(&records),
     })
+}
+
+/// Writes the frames of `records` and the report section into
+/// `results_dir`, and the report into `reports_dir` (none for a shard).
+fn publish(
+    records: &[RunRecord],
+    results_dir: &Path,
+    report_config: &report::ReportConfig,
+    reports_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut frames = frames::collect(records)?;
+    frames::write(&mut frames, results_dir)?;
+    report::save_config(results_dir, report_config)?;
+    if let Some(dir) = reports_dir {
+        report::render(&frames, report_config, dir)?;
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for MergeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} runs merged into {} ({} found in more than one directory), report in {}",
+            self.runs,
+            self.results_dir.display(),
+            self.duplicates,
+            self.reports_dir.display()
+        )?;
+        write_unsuccessful(f, &self.unsuccessful)
+    }
 }
 
 fn display_list(dirs: &[PathBuf]) -> String {

@@ -2,13 +2,42 @@
 //! one shard per array task, and a dependent job that merges the shards and
 //! renders the report.
 
+use crate::experiment::{config, plan};
+use crate::options::UsageError;
+use crate::store::atomic::write_atomic;
 use std::path::{Path, PathBuf};
+
+/// What `posembed slurm` was asked for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SlurmRequest {
+    /// The experiment YAML file.
+    pub file: PathBuf,
+    /// Array tasks, i.e. shards (default: one per run).
+    #[arg(long)]
+    pub array_size: Option<usize>,
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per array task, in a format sbatch accepts (e.g. 02:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per array task; runs of a shard train this many at once.
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: usize,
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    #[arg(long, default_value = "reports")]
+    pub reports_dir: PathBuf,
+    #[arg(long, default_value_t = config::DEFAULT_MAX_RUNS)]
+    pub max_runs: usize,
+}
 
 /// What the scripts run and how SLURM should schedule them. Paths are
 /// absolute so that the jobs do not depend on where they start.
 #[derive(Debug, Clone)]
 pub struct SlurmPlan {
     pub experiment: String,
+    /// Runs in the plan.
+    pub runs: usize,
     pub posembed: PathBuf,
     pub file: PathBuf,
     pub workdir: PathBuf,
@@ -32,6 +61,48 @@ fn quote(path: &Path) -> String {
 }
 
 impl SlurmPlan {
+    /// Validates the experiment file and the request; paths become absolute.
+    pub fn new(request: SlurmRequest) -> anyhow::Result<SlurmPlan> {
+        let spec = config::load(&request.file, request.max_runs)?;
+        let runs = plan::expand(&spec).len();
+        let array_size = request.array_size.unwrap_or(runs);
+        if array_size == 0 || array_size > runs || request.cpus_per_task == 0 {
+            return Err(UsageError(format!(
+                "--array-size {array_size} with {runs} runs and --cpus-per-task {}; valid: 1 to {runs} array tasks, at least 1 CPU",
+                request.cpus_per_task
+            ))
+            .into());
+        }
+        let cwd = std::env::current_dir()?;
+        Ok(SlurmPlan {
+            experiment: spec.name,
+            runs,
+            posembed: std::env::current_exe()?,
+            file: cwd.join(&request.file),
+            results_root: cwd.join(&request.results_dir),
+            reports_root: cwd.join(&request.reports_dir),
+            workdir: cwd,
+            array_size,
+            cpus_per_task: request.cpus_per_task,
+            partition: request.partition,
+            time: request.time,
+        })
+    }
+
+    /// Writes the scripts into [`SlurmPlan::dir`] and returns it.
+    pub fn write(&self) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir();
+        for script in self.scripts() {
+            let path = dir.join(script.name);
+            write_atomic(&path, script.text.as_bytes())?;
+            if script.name.ends_with(".sh") {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        Ok(dir)
+    }
+
     /// `<results>/<name>/slurm/`, where the scripts and job logs go.
     pub fn dir(&self) -> PathBuf {
         self.results_root.join(&self.experiment).join("slurm")
@@ -104,6 +175,7 @@ mod tests {
     fn plan() -> SlurmPlan {
         SlurmPlan {
             experiment: "sweep".into(),
+            runs: 6,
             posembed: "/opt/posembed/bin/posembed".into(),
             file: "/home/r/exp's/sweep.yaml".into(),
             workdir: "/home/r".into(),

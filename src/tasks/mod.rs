@@ -13,7 +13,7 @@ mod reverse;
 mod sort;
 mod text;
 
-use crate::options::{self, FieldError};
+use crate::options::{self, FieldError, UsageError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -338,11 +338,14 @@ pub const EXAMPLE_SEED: u64 = 0;
 /// One example of task `name` with default options, at its longest training
 /// length, from a fixed seed: a header line and `x: …  ->  y: …`.
 /// An unknown name is an error listing the valid names.
-pub fn example_text(name: &str) -> Result<String, String> {
+pub fn example_text(name: &str) -> Result<String, UsageError> {
     let empty = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
     let task = match build_named(name, &empty) {
-        None => return Err(options::unknown_choice("task", name, &names())),
-        Some(Err(err)) => return Err(format!("task `{name}`: {err}")),
+        None => {
+            let message = options::unknown_choice("task", name, &names());
+            return Err(UsageError(format!("--example: {message}")));
+        }
+        Some(Err(err)) => return Err(UsageError(format!("--example: task `{name}`: {err}"))),
         Some(Ok((_, task))) => task,
     };
     let (_, length) = task.train_lengths();
@@ -502,7 +505,7 @@ mod tests {
 
     #[test]
     fn example_of_unknown_task_lists_names() {
-        let err = example_text("srot").unwrap_err();
+        let err = example_text("srot").unwrap_err().0;
         assert!(err.contains("unknown task `srot`"), "{err}");
         assert!(
             err.contains(
