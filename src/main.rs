@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use posembed::bench::{self, BenchRequest};
 use posembed::experiment::config::{self, ConfigError};
 use posembed::experiment::plan;
-use posembed::options::UsageError;
+use posembed::options::{registry, UsageError};
 use posembed::report::{self, ReportOverrides};
 use posembed::store::frames;
 use posembed::sweep::runner::{self, RunOptions, Shard, Stop};
@@ -217,11 +217,7 @@ fn report(args: ReportArgs) -> Outcome {
 }
 
 fn schemes() -> Outcome {
-    for s in positional::SCHEMES {
-        println!("{:<12} {}", s.name, s.summary);
-        println!("{:<12} options (defaults): {}", "", (s.defaults)());
-        println!("{:<12} {}", "", s.citation);
-    }
+    print!("{}", registry::listing(positional::ENTRIES));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,12 +229,7 @@ fn bench(request: BenchRequest) -> Outcome {
 fn tasks(args: TasksArgs) -> Outcome {
     match args.example {
         Some(name) => print!("{}", tasks::example_text(&name)?),
-        None => {
-            let width = tasks::TASKS.iter().map(|t| t.name.len()).max().unwrap_or(0);
-            for t in tasks::TASKS {
-                println!("{:<width$} {}", t.name, t.summary);
-            }
-        }
+        None => print!("{}", registry::listing(tasks::ENTRIES)),
     }
     Ok(ExitCode::SUCCESS)
 }

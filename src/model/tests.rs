@@ -36,26 +36,10 @@ pub(crate) fn tiny_model(positional: &PositionalConfig) -> Transformer<16, 64, C
     Transformer::new(&dev, &config, positional, 9, None, &mut rng(0))
 }
 
-const ALL_SCHEMES: [&str; 13] = [
-    "{scheme: none}",
-    "{scheme: sinusoidal}",
-    "{scheme: sinusoidal, fusion: concat, position_dims: 6}",
-    "{scheme: learned}",
-    "{scheme: learned, fusion: concat}",
-    "{scheme: shaw, max_distance: 2, values: true}",
-    "{scheme: t5, buckets: 8, max_distance: 16}",
-    "{scheme: t5, shared_across_layers: false}",
-    "{scheme: alibi}",
-    "{scheme: rope, fraction: 0.5}",
-    "{scheme: multiscale, bases: [10, 1000]}",
-    "{scheme: dynamic_dim, inner: sinusoidal}",
-    "{scheme: dynamic_dim}",
-];
-
 #[test]
 fn causal_mask_blocks_the_future() {
-    for yaml in ALL_SCHEMES {
-        let model = tiny_model(&scheme(yaml));
+    for yaml in positional::examples() {
+        let model = tiny_model(&scheme(&yaml));
         let pos = Positions::contiguous(1, 8);
         let a = vec![1, 4, 5, 6, 2, 4, 5, 6];
         let mut b = a.clone();
@@ -89,8 +73,8 @@ fn causal_mask_blocks_the_future() {
 
 #[test]
 fn position_changes_the_output_except_for_nope() {
-    for yaml in ALL_SCHEMES {
-        let model = tiny_model(&scheme(yaml));
+    for yaml in positional::examples() {
+        let model = tiny_model(&scheme(&yaml));
         let tokens = vec![1, 4, 5, 6, 2, 4];
         let run = |values: Vec<usize>| {
             let pos = Positions {

@@ -3,6 +3,7 @@
 
 pub mod flat;
 pub mod locations;
+pub mod registry;
 pub mod seeds;
 
 use serde::de::DeserializeOwned;

@@ -3,6 +3,7 @@
 
 use super::{BuildContext, Memo, SchemeContext, SchemeDef};
 use crate::nn::hooks::{PositionalLayer, Positions, ScoreBias, Scores};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -52,12 +53,15 @@ pub struct AlibiOptions {
     pub heads: BiasedHeads,
 }
 
-impl SchemeDef for Alibi {
+impl Registered for Alibi {
     const NAME: &'static str = "alibi";
     const SUMMARY: &'static str =
         "fixed per-head linear bias -m_h*(i-j) on attention scores, geometric slopes";
     const CITATION: &'static str = "Press et al. 2022, Train Short, Test Long (ALiBi)";
     type Options = AlibiOptions;
+}
+
+impl SchemeDef for Alibi {
     fn check(o: &AlibiOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         match o.heads {
             BiasedHeads::First(n) if n == 0 || n > ctx.heads => Err(FieldError::new(

@@ -12,6 +12,7 @@ use super::{constant, BuildContext, SchemeContext, SchemeDef};
 use crate::nn::hooks::InputLayout;
 use crate::nn::hooks::{Embedded, PositionalLayer, Positions};
 use crate::nn::rotation::Rotation;
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -69,12 +70,16 @@ fn active_pairs(k: f64, pairs: usize) -> usize {
     ((k * pairs as f64).round() as usize).clamp(1, pairs)
 }
 
-impl SchemeDef for DynamicDim {
+impl Registered for DynamicDim {
     const NAME: &'static str = "dynamic_dim";
     const SUMMARY: &'static str = "position only in the first k(t) frequency pairs, k grown from `from` to `to` over the first `over` of training";
     const CITATION: &'static str =
         "dynamically adjusted embedding dimension; static case = p-RoPE (Barbero et al. 2025)";
     type Options = DynamicDimOptions;
+}
+
+impl SchemeDef for DynamicDim {
+    const EXAMPLES: &'static [&'static str] = &["{inner: sinusoidal}", "{}"];
     fn check(o: &DynamicDimOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         check_base(o.base)?;
         if !(o.from > 0.0 && o.from <= o.to && o.to <= 1.0) {

@@ -7,6 +7,7 @@ use super::{BuildContext, SchemeContext, SchemeDef};
 use crate::nn::hooks::InputLayout;
 use crate::nn::hooks::{Embedded, OTape, PositionalLayer, Positions};
 use crate::nn::param::{Param, ParamVisitor};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,12 +36,16 @@ impl Default for LearnedOptions {
 /// Initial scale: the RMS of a sinusoid entry, so learned and sinusoidal start alike.
 const INIT_STD: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
-impl SchemeDef for Learned {
+impl Registered for Learned {
     const NAME: &'static str = "learned";
     const SUMMARY: &'static str =
         "trainable absolute position vectors added to (or concatenated with) token embeddings";
     const CITATION: &'static str = "Gehring et al. 2017; Vaswani et al. 2017 Table 3 (E)";
     type Options = LearnedOptions;
+}
+
+impl SchemeDef for Learned {
+    const EXAMPLES: &'static [&'static str] = &["{}", "{fusion: concat}"];
     fn check(options: &LearnedOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         if options.max_positions == 0 || options.max_positions > 1 << 20 {
             return Err(FieldError::new(

@@ -2,8 +2,38 @@
 //! [`crate::nn::hooks::PositionalLayer`] through which position enters the
 //! model: input vectors, attention-score biases, q/k rotations.
 //!
-//! Adding a scheme: write `positional/<name>.rs` with a [`SchemeDef`] and add
-//! its type to the `registry!` line below.
+//! # Adding a scheme
+//!
+//! 1. Write `src/positional/<name>.rs` with a unit struct implementing
+//!    [`Registered`](crate::options::registry::Registered) (`NAME`,
+//!    `SUMMARY`, `CITATION`, an `Options` struct with
+//!    `#[serde(deny_unknown_fields, default)]`) and [`SchemeDef`]: optional
+//!    `check` for run-dependent validation (it sees d_model, heads and the
+//!    largest position the run will use), `READS_POSITIONS` (false only if
+//!    `randomized` makes no sense), `EXAMPLES` (option maps the shared
+//!    model tests run; default: the defaults), and `build`, which returns a
+//!    `PositionalLayer`.
+//! 2. Implement only the hooks the scheme uses: `input` (added to token
+//!    embeddings), `input_layout` (concat fusion), `score_bias` (added to
+//!    attention scores, per layer: `ScoreBias::Fixed` for a constant such
+//!    as ALiBi's, which the fused CPU attention then gives no gradient,
+//!    `ScoreBias::Trained` for one built from parameters,
+//!    `ScoreBias::Bucketed` for a trained (buckets, heads) table read
+//!    through a bucket per (query, key) pair, such as T5's, which the fused
+//!    CPU attention reads and scatters gradients into directly),
+//!    `query_bias` and `value_bias` (Shaw-style terms computed from queries
+//!    or attention weights; a scheme that implements either must also
+//!    return true from `taps_attention`, which routes its attention through
+//!    the composed reference in `model::attention`, since the fused CPU
+//!    sublayer has no such hooks), `rotation` (applied to q and k),
+//!    `set_progress` (training-time schedules, logged as curves) and
+//!    `visit_params` (its trainable tensors). Fixed tables can be memoised
+//!    with [`Memo`] so that they are rebuilt only when the positions change.
+//! 3. Add `mod <name>;` below and the type to the `registry!` line.
+//!
+//! The YAML parser, validation with did-you-mean, `posembed schemes`, run
+//! ids, frames and the shared model tests (causality, positions, every
+//! example) pick it up from there.
 
 mod alibi;
 mod dynamic_dim;
@@ -18,10 +48,11 @@ mod sinusoidal;
 mod t5;
 
 use crate::nn::hooks::{OTape, PositionalLayer, Positions};
+use crate::options::registry::{self, Registered};
 use crate::options::{self, FieldError};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 
 pub use fusion::Fusion;
 pub use randomized::Randomized;
@@ -46,14 +77,13 @@ pub struct BuildContext<'a, Dev> {
     pub rng: &'a mut ChaCha8Rng,
 }
 
-/// Compile-time description of a scheme, registered once in `registry!`.
-pub trait SchemeDef {
-    const NAME: &'static str;
-    const SUMMARY: &'static str;
-    const CITATION: &'static str;
-    type Options: DeserializeOwned + Serialize + Default;
+/// A positional scheme, registered once in the `registry!` line below.
+pub trait SchemeDef: Registered {
     /// Whether the scheme reads integer positions (and so takes `randomized`).
     const READS_POSITIONS: bool = true;
+    /// Option maps (without `scheme`) that exercise the scheme's variants;
+    /// the shared model tests run every scheme with each.
+    const EXAMPLES: &'static [&'static str] = &["{}"];
     /// Rejects options this run cannot use (paths relative to `positional`).
     fn check(_options: &Self::Options, _ctx: &SchemeContext) -> Result<(), FieldError> {
         Ok(())
@@ -86,77 +116,7 @@ impl PositionalConfig {
     }
 }
 
-/// For `posembed schemes`.
-pub struct SchemeInfo {
-    pub name: &'static str,
-    pub summary: &'static str,
-    pub citation: &'static str,
-    pub defaults: fn() -> serde_json::Value,
-    pub reads_positions: bool,
-}
-
-fn canonical<T: SchemeDef>(
-    options: &serde_yaml::Value,
-    ctx: &SchemeContext,
-) -> Result<serde_json::Map<String, serde_json::Value>, FieldError> {
-    let parsed: T::Options = options::parse(options)?;
-    T::check(&parsed, ctx)?;
-    match serde_json::to_value(&parsed) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => unreachable!("scheme options serialize to a map"),
-    }
-}
-
-fn defaults<T: SchemeDef>() -> serde_json::Value {
-    serde_json::to_value(T::Options::default()).expect("defaults serialize")
-}
-
-fn build_with<T: SchemeDef, const D: usize, Dev: Device<f32>>(
-    config: &PositionalConfig,
-    ctx: BuildContext<'_, Dev>,
-) -> Box<dyn PositionalLayer<D, Dev>> {
-    let options: T::Options =
-        serde_json::from_value(serde_json::Value::Object(config.options.clone()))
-            .expect("canonical options were validated when loaded");
-    T::build::<D, Dev>(options, ctx)
-}
-
-macro_rules! registry {
-    ($($def:ty),* $(,)?) => {
-        /// Every scheme, in the order `posembed schemes` lists them.
-        pub const SCHEMES: &[SchemeInfo] = &[$(SchemeInfo {
-            name: <$def>::NAME,
-            summary: <$def>::SUMMARY,
-            citation: <$def>::CITATION,
-            defaults: defaults::<$def>,
-            reads_positions: <$def>::READS_POSITIONS,
-        }),*];
-
-        fn canonical_named(
-            name: &str,
-            options: &serde_yaml::Value,
-            ctx: &SchemeContext,
-        ) -> Option<Result<serde_json::Map<String, serde_json::Value>, FieldError>> {
-            $(if name == <$def>::NAME {
-                return Some(canonical::<$def>(options, ctx));
-            })*
-            None
-        }
-
-        /// Builds the positional layer of a validated configuration.
-        pub fn build<const D: usize, Dev: Device<f32>>(
-            config: &PositionalConfig,
-            ctx: BuildContext<'_, Dev>,
-        ) -> Box<dyn PositionalLayer<D, Dev>> {
-            $(if config.scheme == <$def>::NAME {
-                return build_with::<$def, D, Dev>(config, ctx);
-            })*
-            unreachable!("scheme `{}` was validated when loaded", config.scheme)
-        }
-    };
-}
-
-registry!(
+crate::registry!(SchemeDef =>
     none::NoPosition,
     sinusoidal::Sinusoidal,
     learned::Learned,
@@ -168,46 +128,16 @@ registry!(
     dynamic_dim::DynamicDim,
 );
 
-pub fn names() -> Vec<&'static str> {
-    SCHEMES.iter().map(|s| s.name).collect()
-}
-
 /// Parses and checks a `positional:` map (`scheme` plus that scheme's options).
 pub fn parse(
     value: &serde_yaml::Value,
     ctx: &SchemeContext,
 ) -> Result<PositionalConfig, FieldError> {
-    let serde_yaml::Value::Mapping(map) = value else {
-        return Err(FieldError::new(
-            &[],
-            "expected a map with `scheme` and its options",
-        ));
-    };
-    let scheme = match map.get("scheme") {
-        Some(serde_yaml::Value::String(name)) => name.clone(),
-        Some(_) => {
-            return Err(FieldError::new(
-                &["scheme"],
-                "expected a scheme name (a string)",
-            ))
-        }
-        None => {
-            return Err(FieldError::new(
-                &[],
-                format!(
-                    "missing key `scheme`; valid schemes: {}",
-                    names().join(", ")
-                ),
-            ))
-        }
-    };
-    let mut rest = map.clone();
-    rest.remove("scheme");
+    let (scheme, mut rest) = registry::split_choice(value, "scheme", "scheme", &names())?;
     let randomized = match rest.remove("randomized") {
         None | Some(serde_yaml::Value::Null) => None,
         Some(value) => {
-            let info = SCHEMES.iter().find(|s| s.name == scheme);
-            if info.is_some_and(|s| !s.reads_positions) {
+            if !visit(&scheme, ReadsPositions).expect("a registered name") {
                 return Err(FieldError::new(
                     &["randomized"],
                     format!("scheme `{scheme}` reads no positions, so it cannot randomize them; valid: a scheme other than none"),
@@ -219,26 +149,106 @@ pub fn parse(
             Some(r)
         }
     };
-    let ctx = &SchemeContext {
+    let ctx = SchemeContext {
         max_position: randomized
             .as_ref()
             .map_or(ctx.max_position, |r| r.max_position - 1),
         ..ctx.clone()
     };
-    match canonical_named(&scheme, &serde_yaml::Value::Mapping(rest), ctx) {
-        None => Err(FieldError::new(
-            &["scheme"],
-            options::unknown_choice("scheme", &scheme, &names()),
-        )),
-        Some(Err(err)) => Err(FieldError {
+    let options = serde_yaml::Value::Mapping(rest);
+    match visit(
+        &scheme,
+        Canonical {
+            options: &options,
+            ctx: &ctx,
+        },
+    )
+    .expect("a registered name")
+    {
+        Err(err) => Err(FieldError {
             message: format!("{} (scheme `{scheme}`)", err.message),
             ..err
         }),
-        Some(Ok(options)) => Ok(PositionalConfig {
+        Ok(options) => Ok(PositionalConfig {
             scheme,
             options,
             randomized,
         }),
+    }
+}
+
+/// Builds the positional layer of a validated configuration.
+pub fn build<const D: usize, Dev: Device<f32>>(
+    config: &PositionalConfig,
+    ctx: BuildContext<'_, Dev>,
+) -> Box<dyn PositionalLayer<D, Dev>> {
+    visit(&config.scheme, Build::<D, Dev> { config, ctx })
+        .unwrap_or_else(|| unreachable!("scheme `{}` was validated when loaded", config.scheme))
+}
+
+/// Every scheme's [`SchemeDef::EXAMPLES`] as full `positional:` maps, in
+/// listing order: what the shared tests run.
+pub fn examples() -> Vec<String> {
+    names()
+        .into_iter()
+        .flat_map(|name| {
+            let options = visit(name, Examples).expect("a registered name");
+            options.iter().map(move |o| {
+                let rest = o
+                    .trim()
+                    .trim_start_matches('{')
+                    .trim_end_matches('}')
+                    .trim();
+                if rest.is_empty() {
+                    format!("{{scheme: {name}}}")
+                } else {
+                    format!("{{scheme: {name}, {rest}}}")
+                }
+            })
+        })
+        .collect()
+}
+
+struct ReadsPositions;
+impl Visitor for ReadsPositions {
+    type Output = bool;
+    fn visit<T: SchemeDef>(self) -> bool {
+        T::READS_POSITIONS
+    }
+}
+
+struct Examples;
+impl Visitor for Examples {
+    type Output = &'static [&'static str];
+    fn visit<T: SchemeDef>(self) -> Self::Output {
+        T::EXAMPLES
+    }
+}
+
+struct Canonical<'a> {
+    options: &'a serde_yaml::Value,
+    ctx: &'a SchemeContext,
+}
+impl Visitor for Canonical<'_> {
+    type Output = Result<serde_json::Map<String, serde_json::Value>, FieldError>;
+    fn visit<T: SchemeDef>(self) -> Self::Output {
+        let (parsed, canonical) = registry::canonical::<T>(self.options)?;
+        T::check(&parsed, self.ctx)?;
+        Ok(canonical)
+    }
+}
+
+struct Build<'a, 'r, const D: usize, Dev> {
+    config: &'a PositionalConfig,
+    ctx: BuildContext<'r, Dev>,
+}
+impl<const D: usize, Dev: Device<f32>> Visitor for Build<'_, '_, D, Dev> {
+    type Output = Box<dyn PositionalLayer<D, Dev>>;
+    fn visit<T: SchemeDef>(self) -> Self::Output {
+        T::build::<D, Dev>(
+            registry::from_canonical::<T>(&self.config.options),
+            self.ctx,
+        )
     }
 }
 

@@ -7,6 +7,7 @@ use super::sinusoidal::check_base;
 use super::{BuildContext, Memo, SchemeContext, SchemeDef};
 use crate::nn::hooks::{PositionalLayer, Positions};
 use crate::nn::rotation::Rotation;
+use crate::options::registry::Registered;
 use crate::options::{FieldError, Seg};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -29,12 +30,16 @@ impl Default for MultiscaleOptions {
     }
 }
 
-impl SchemeDef for Multiscale {
+impl Registered for Multiscale {
     const NAME: &'static str = "multiscale";
     const SUMMARY: &'static str =
         "rotary with head groups of different bases (local to near-global order)";
     const CITATION: &'static str = "multi-scale rotary heads; rotary as Su et al. 2021";
     type Options = MultiscaleOptions;
+}
+
+impl SchemeDef for Multiscale {
+    const EXAMPLES: &'static [&'static str] = &["{bases: [10, 1000]}"];
     fn check(options: &MultiscaleOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         let n = options.bases.len();
         if n == 0 || !ctx.heads.is_multiple_of(n) {

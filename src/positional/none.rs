@@ -2,6 +2,7 @@
 
 use super::{BuildContext, NoOptions, SchemeDef};
 use crate::nn::hooks::PositionalLayer;
+use crate::options::registry::Registered;
 use dfdx::prelude::*;
 
 pub struct NoPosition;
@@ -9,12 +10,15 @@ pub struct NoPosition;
 struct NoLayer;
 impl<const D: usize, Dev: Device<f32>> PositionalLayer<D, Dev> for NoLayer {}
 
-impl SchemeDef for NoPosition {
+impl Registered for NoPosition {
     const NAME: &'static str = "none";
     const SUMMARY: &'static str =
         "no positional signal (NoPE); order comes only from the causal mask";
     const CITATION: &'static str = "Kazemnejad et al. 2023, The Impact of Positional Encoding on Length Generalization in Transformers";
     type Options = NoOptions;
+}
+
+impl SchemeDef for NoPosition {
     const READS_POSITIONS: bool = false;
     fn build<const D: usize, Dev: Device<f32>>(
         _: NoOptions,

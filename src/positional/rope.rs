@@ -9,6 +9,7 @@ use super::sinusoidal::check_base;
 use super::{BuildContext, Memo, SchemeContext, SchemeDef};
 use crate::nn::hooks::{PositionalLayer, Positions};
 use crate::nn::rotation::{RotatedPair, Rotation};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -40,12 +41,16 @@ impl Default for RopeOptions {
     }
 }
 
-impl SchemeDef for Rope {
+impl Registered for Rope {
     const NAME: &'static str = "rope";
     const SUMMARY: &'static str = "rotary: rotate q/k pairs by p*theta_i, theta_i = base^(-2i/r), over the first r = fraction*head_dim dims";
     const CITATION: &'static str =
         "Su et al. 2021, RoFormer; partial rotary as GPT-NeoX (Black et al. 2022)";
     type Options = RopeOptions;
+}
+
+impl SchemeDef for Rope {
+    const EXAMPLES: &'static [&'static str] = &["{fraction: 0.5}"];
     fn check(options: &RopeOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         check_base(options.base)?;
         let head_dim = ctx.d_model / ctx.heads;

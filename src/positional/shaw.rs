@@ -6,6 +6,7 @@
 use super::{BuildContext, Memo, SchemeContext, SchemeDef};
 use crate::nn::hooks::{Heads, OTape, PositionalLayer, Positions, Scores};
 use crate::nn::param::{Param, ParamVisitor};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -28,12 +29,16 @@ impl Default for ShawOptions {
     }
 }
 
-impl SchemeDef for Shaw {
+impl Registered for Shaw {
     const NAME: &'static str = "shaw";
     const SUMMARY: &'static str = "learned key-relative vectors a[clip(j-i, -k, k)] dotted with queries (optional value term)";
     const CITATION: &'static str =
         "Shaw et al. 2018, Self-Attention with Relative Position Representations";
     type Options = ShawOptions;
+}
+
+impl SchemeDef for Shaw {
+    const EXAMPLES: &'static [&'static str] = &["{max_distance: 2, values: true}"];
     fn check(o: &ShawOptions, _: &SchemeContext) -> Result<(), FieldError> {
         if !(1..=4096).contains(&o.max_distance) {
             return Err(FieldError::new(

@@ -7,6 +7,7 @@ use super::fusion::{self, Fusion};
 use super::{constant, BuildContext, Memo, SchemeContext, SchemeDef};
 use crate::nn::hooks::InputLayout;
 use crate::nn::hooks::{Embedded, PositionalLayer, Positions};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -44,11 +45,15 @@ pub fn check_base(base: f64) -> Result<(), FieldError> {
     }
 }
 
-impl SchemeDef for Sinusoidal {
+impl Registered for Sinusoidal {
     const NAME: &'static str = "sinusoidal";
     const SUMMARY: &'static str = "fixed sin/cos vectors added to (or concatenated with) token embeddings; interleaved: sin at 2i, cos at 2i+1";
     const CITATION: &'static str = "Vaswani et al. 2017, Attention Is All You Need";
     type Options = SinusoidalOptions;
+}
+
+impl SchemeDef for Sinusoidal {
+    const EXAMPLES: &'static [&'static str] = &["{}", "{fusion: concat, position_dims: 6}"];
     fn check(options: &SinusoidalOptions, ctx: &SchemeContext) -> Result<(), FieldError> {
         check_base(options.base)?;
         fusion::position_dims(options.fusion, options.position_dims, ctx.d_model).map(|_| ())

@@ -6,6 +6,7 @@
 use super::{BuildContext, Memo, SchemeContext, SchemeDef};
 use crate::nn::hooks::{BucketedBias, OTape, PositionalLayer, Positions, ScoreBias};
 use crate::nn::param::{Param, ParamVisitor};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -41,13 +42,20 @@ pub fn bucket(n: usize, buckets: usize, max_distance: usize) -> usize {
     (exact + (log_ratio * (buckets - exact) as f64) as usize).min(buckets - 1)
 }
 
-impl SchemeDef for T5 {
+impl Registered for T5 {
     const NAME: &'static str = "t5";
     const SUMMARY: &'static str =
         "learned per-head scalar bias by log-spaced bucket of the query-key distance";
     const CITATION: &'static str =
         "Raffel et al. 2020, Exploring the Limits of Transfer Learning (T5)";
     type Options = T5Options;
+}
+
+impl SchemeDef for T5 {
+    const EXAMPLES: &'static [&'static str] = &[
+        "{buckets: 8, max_distance: 16}",
+        "{shared_across_layers: false}",
+    ];
     fn check(o: &T5Options, _: &SchemeContext) -> Result<(), FieldError> {
         if !(2..=4096).contains(&o.buckets) {
             return Err(FieldError::new(

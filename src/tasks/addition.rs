@@ -6,6 +6,7 @@
 //! leading (most significant) zeros occur.
 
 use super::{check_length_range, join, Example, Task, TaskDef, FIRST_SYMBOL};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -31,11 +32,15 @@ impl Default for AdditionOptions {
     }
 }
 
-impl TaskDef for Addition {
+impl Registered for Addition {
     const NAME: &'static str = "addition";
     const SUMMARY: &'static str =
         "a + b, little-endian digits → the sum, length + 1 digits (length in digits per operand)";
+    const CITATION: &'static str = "Kazemnejad et al. 2023, The Impact of Positional Encoding on Length Generalization in Transformers";
     type Options = AdditionOptions;
+}
+
+impl TaskDef for Addition {
     fn build(options: AdditionOptions) -> Result<Box<dyn Task>, FieldError> {
         if !(2..=16).contains(&options.base) {
             return Err(FieldError::new(

@@ -7,6 +7,7 @@
 //! 0..keys, then values keys..keys + values (disjoint ranges).
 
 use super::{check_length_range, Example, Task, TaskDef, FIRST_SYMBOL};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -35,11 +36,16 @@ impl Default for AssociativeRecallOptions {
     }
 }
 
-impl TaskDef for AssociativeRecall {
+impl Registered for AssociativeRecall {
     const NAME: &'static str = "associative_recall";
     const SUMMARY: &'static str =
         "k1 v1 … kn vn, then a query key → its value (distinct keys; length in pairs, at most `keys`)";
+    const CITATION: &'static str =
+        "Ba et al. 2016, Using Fast Weights to Attend to the Recent Past (associative retrieval)";
     type Options = AssociativeRecallOptions;
+}
+
+impl TaskDef for AssociativeRecall {
     fn build(options: AssociativeRecallOptions) -> Result<Box<dyn Task>, FieldError> {
         for (name, count) in [("keys", options.keys), ("values", options.values)] {
             if !(2..=200).contains(&count) {

@@ -1,14 +1,20 @@
 //! `duplicate`: a random word w → ww (length in symbols of w).
 
 use super::{SymbolOptions, SymbolTask, Task, TaskDef};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 
 pub struct Duplicate;
 
-impl TaskDef for Duplicate {
+impl Registered for Duplicate {
     const NAME: &'static str = "duplicate";
     const SUMMARY: &'static str = "random symbols w → ww, w twice (length in symbols of w)";
+    const CITATION: &'static str =
+        "Delétang et al. 2023, Neural Networks and the Chomsky Hierarchy (duplicate_string)";
     type Options = SymbolOptions;
+}
+
+impl TaskDef for Duplicate {
     fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
         SymbolTask::boxed(options, |w| [w, w].concat(), |n| 2 * n)
     }

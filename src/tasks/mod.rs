@@ -1,7 +1,21 @@
 //! Tasks: seeded generators of `BOS x SEP y EOS` sequences, one file per task.
 //!
-//! Adding a task: write `tasks/<name>.rs` with a [`TaskDef`] and add its type
-//! to the `registry!` line at the bottom of this file.
+//! # Adding a task
+//!
+//! Write `src/tasks/<name>.rs` with a unit struct implementing
+//! [`Registered`](crate::options::registry::Registered) (name, summary,
+//! citation, options with defaults) and [`TaskDef`] (`build`), and a
+//! [`Task`] (vocabulary size, training range, length unit, example
+//! generator, input length; optionally `max_length` with
+//! `max_length_reason`, so that config validation rejects evaluation
+//! lengths the task cannot generate, `describe` for `posembed tasks
+//! --example`, `seen_lengths` when the in-distribution range differs from
+//! the training lengths, and `eval_examples` plus `language_model` for a
+//! task that scores fixed data rather than fresh draws, as `text` does).
+//! Then add `mod <name>;` below and the type to the `registry!` line. Each
+//! task file tests its generator against an independent recomputation of
+//! the answer; `posembed tasks` and the YAML parser pick it up from the
+//! registry.
 
 mod addition;
 mod associative_recall;
@@ -13,10 +27,11 @@ mod reverse;
 mod sort;
 mod text;
 
+use crate::options::registry::{self, Registered};
 use crate::options::{self, FieldError, UsageError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// Padding (never a target), begin, separator and end tokens; task symbols follow.
 pub const PAD: usize = 0;
@@ -125,11 +140,8 @@ pub fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String 
         .join(" ")
 }
 
-/// Compile-time description of a task, registered once in `registry!`.
-pub trait TaskDef {
-    const NAME: &'static str;
-    const SUMMARY: &'static str;
-    type Options: DeserializeOwned + Serialize;
+/// A task, registered once in the `registry!` line below.
+pub trait TaskDef: Registered {
     fn build(options: Self::Options) -> Result<Box<dyn Task>, FieldError>;
 }
 
@@ -139,12 +151,6 @@ pub struct TaskConfig {
     pub name: String,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Name and one-line description, for `posembed tasks`.
-pub struct TaskInfo {
-    pub name: &'static str,
-    pub summary: &'static str,
 }
 
 /// Options shared by the symbol-sequence tasks (copy, reverse, ...).
@@ -243,33 +249,7 @@ pub fn check_length_range(range: [usize; 2]) -> Result<(), FieldError> {
 /// Canonical options and the task built from them.
 type BuiltTask = (serde_json::Map<String, serde_json::Value>, Box<dyn Task>);
 
-fn build_with<T: TaskDef>(options: &serde_yaml::Value) -> Result<BuiltTask, FieldError> {
-    let parsed: T::Options = options::parse(options)?;
-    let canonical = match serde_json::to_value(&parsed) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => unreachable!("task options serialize to a map"),
-    };
-    Ok((canonical, T::build(parsed)?))
-}
-
-macro_rules! registry {
-    ($($def:ty),* $(,)?) => {
-        /// Every task, in the order `posembed tasks` lists them.
-        pub const TASKS: &[TaskInfo] = &[$(TaskInfo { name: <$def>::NAME, summary: <$def>::SUMMARY }),*];
-
-        fn build_named(
-            name: &str,
-            options: &serde_yaml::Value,
-        ) -> Option<Result<BuiltTask, FieldError>> {
-            $(if name == <$def>::NAME {
-                return Some(build_with::<$def>(options));
-            })*
-            None
-        }
-    };
-}
-
-registry!(
+crate::registry!(TaskDef =>
     copy::Copy,
     reverse::Reverse,
     duplicate::Duplicate,
@@ -281,55 +261,35 @@ registry!(
     text::Text,
 );
 
+/// Parses a task's options and builds it.
+struct Build<'a>(&'a serde_yaml::Value);
+impl Visitor for Build<'_> {
+    type Output = Result<BuiltTask, FieldError>;
+    fn visit<T: TaskDef>(self) -> Self::Output {
+        let (parsed, canonical) = registry::canonical::<T>(self.0)?;
+        Ok((canonical, T::build(parsed)?))
+    }
+}
+
 /// Parses a `task:` map (`name` plus that task's options) and builds the task.
 pub fn parse(value: &serde_yaml::Value) -> Result<(TaskConfig, Box<dyn Task>), FieldError> {
-    let serde_yaml::Value::Mapping(map) = value else {
-        return Err(FieldError::new(
-            &[],
-            "expected a map with `name` and task options",
-        ));
-    };
-    let name = match map.get("name") {
-        Some(serde_yaml::Value::String(name)) => name.clone(),
-        Some(_) => {
-            return Err(FieldError::new(
-                &["name"],
-                "expected a task name (a string)",
-            ))
-        }
-        None => {
-            return Err(FieldError::new(
-                &[],
-                format!("missing key `name`; valid names: {}", names().join(", ")),
-            ))
-        }
-    };
-    let mut rest = map.clone();
-    rest.remove("name");
-    match build_named(&name, &serde_yaml::Value::Mapping(rest)) {
-        None => Err(FieldError::new(
-            &["name"],
-            options::unknown_choice("task", &name, &names()),
-        )),
-        Some(Err(err)) => Err(FieldError {
+    let (name, rest) = registry::split_choice(value, "name", "task", &names())?;
+    match visit(&name, Build(&serde_yaml::Value::Mapping(rest))).expect("a registered name") {
+        Err(err) => Err(FieldError {
             message: format!("{} (task `{name}`)", err.message),
             ..err
         }),
-        Some(Ok((options, task))) => Ok((TaskConfig { name, options }, task)),
+        Ok((options, task)) => Ok((TaskConfig { name, options }, task)),
     }
 }
 
 /// Rebuilds a task from its canonical configuration.
 pub fn build(config: &TaskConfig) -> Box<dyn Task> {
     let value = serde_yaml::to_value(&config.options).expect("canonical options are plain data");
-    match build_named(&config.name, &value) {
+    match visit(&config.name, Build(&value)) {
         Some(Ok((_, task))) => task,
         _ => panic!("task config `{}` was validated when loaded", config.name),
     }
-}
-
-pub fn names() -> Vec<&'static str> {
-    TASKS.iter().map(|t| t.name).collect()
 }
 
 /// Seed of the example printed by `posembed tasks --example`.
@@ -340,7 +300,7 @@ pub const EXAMPLE_SEED: u64 = 0;
 /// An unknown name is an error listing the valid names.
 pub fn example_text(name: &str) -> Result<String, UsageError> {
     let empty = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
-    let task = match build_named(name, &empty) {
+    let task = match visit(name, Build(&empty)) {
         None => {
             let message = options::unknown_choice("task", name, &names());
             return Err(UsageError(format!("--example: {message}")));

@@ -2,15 +2,21 @@
 //! even-indexed ones t2 t4 … (1-based indices).
 
 use super::{SymbolOptions, SymbolTask, Task, TaskDef};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 
 pub struct OddsFirst;
 
-impl TaskDef for OddsFirst {
+impl Registered for OddsFirst {
     const NAME: &'static str = "odds_first";
     const SUMMARY: &'static str =
         "t1 t2 … tn → t1 t3 … then t2 t4 … (odd positions first; length in symbols)";
+    const CITATION: &'static str =
+        "Delétang et al. 2023, Neural Networks and the Chomsky Hierarchy (odds_first)";
     type Options = SymbolOptions;
+}
+
+impl TaskDef for OddsFirst {
     fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
         SymbolTask::boxed(options, odds_first, |n| n)
     }

@@ -1,6 +1,7 @@
 //! `parity`: random bits → the number of ones mod 2, one answer symbol.
 
 use super::{check_length_range, Example, Task, TaskDef, FIRST_SYMBOL};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -24,10 +25,15 @@ impl Default for ParityOptions {
     }
 }
 
-impl TaskDef for Parity {
+impl Registered for Parity {
     const NAME: &'static str = "parity";
     const SUMMARY: &'static str = "random bits → number of ones mod 2, one symbol (length in bits)";
+    const CITATION: &'static str =
+        "Delétang et al. 2023, Neural Networks and the Chomsky Hierarchy (parity_check)";
     type Options = ParityOptions;
+}
+
+impl TaskDef for Parity {
     fn build(options: ParityOptions) -> Result<Box<dyn Task>, FieldError> {
         check_length_range(options.train_lengths)?;
         Ok(Box::new(ParityTask(options)))

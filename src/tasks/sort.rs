@@ -1,15 +1,21 @@
 //! `sort`: random symbols → the same symbols in ascending order.
 
 use super::{SymbolOptions, SymbolTask, Task, TaskDef};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 
 pub struct Sort;
 
-impl TaskDef for Sort {
+impl Registered for Sort {
     const NAME: &'static str = "sort";
     const SUMMARY: &'static str =
         "random symbols → the symbols sorted ascending (length in symbols)";
+    const CITATION: &'static str =
+        "Delétang et al. 2023, Neural Networks and the Chomsky Hierarchy (bucket_sort)";
     type Options = SymbolOptions;
+}
+
+impl TaskDef for Sort {
     fn build(options: SymbolOptions) -> Result<Box<dyn Task>, FieldError> {
         SymbolTask::boxed(options, sorted, |n| n)
     }

@@ -6,6 +6,7 @@
 //! positioned reads, so a file of any size costs no memory beyond one batch.
 
 use super::{Example, Task, TaskDef, FIRST_SYMBOL};
+use crate::options::registry::Registered;
 use crate::options::FieldError;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -42,11 +43,16 @@ impl Default for TextOptions {
     }
 }
 
-impl TaskDef for Text {
+impl Registered for Text {
     const NAME: &'static str = "text";
     const SUMMARY: &'static str =
         "byte-level language modelling on a file; perplexity by context length (length in bytes)";
+    const CITATION: &'static str =
+        "Karpathy 2015, char-rnn (Tiny Shakespeare); Press et al. 2022 (extrapolation protocol)";
     type Options = TextOptions;
+}
+
+impl TaskDef for Text {
     fn build(options: TextOptions) -> Result<Box<dyn Task>, FieldError> {
         let fraction = options.validation_fraction;
         if !(fraction > 0.0 && fraction <= 0.5) {
