@@ -1,4 +1,4 @@
-//! Linear and LayerNorm with compile-time widths.
+//! Linear and LayerNorm with compile-time widths, and dropout.
 
 use crate::nn::kernels::{Kernels, LinearParams, NormParams};
 use crate::nn::param::{Param, ParamVisitor};
@@ -20,8 +20,9 @@ impl<const I: usize, const O: usize, Dev: Kernels> Linear<I, O, Dev> {
         }
     }
 
+    /// (b, s, I) → (b, s, O).
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<I, Dev, T>) -> Act<O, Dev, T> {
-        self.apply(x, None)
+        self.params().forward(x)
     }
 
     /// act(x Wᵀ + b), as one fused op on the CPU.
@@ -30,7 +31,7 @@ impl<const I: usize, const O: usize, Dev: Kernels> Linear<I, O, Dev> {
         x: Act<I, Dev, T>,
         activation: Activation,
     ) -> Act<O, Dev, T> {
-        self.apply(x, Some(activation))
+        self.params().forward_activated(x, activation)
     }
 
     pub fn params(&self) -> LinearParams<'_, I, O, Dev> {
@@ -38,18 +39,6 @@ impl<const I: usize, const O: usize, Dev: Kernels> Linear<I, O, Dev> {
             weight: &self.weight.value,
             bias: &self.bias.value,
         }
-    }
-
-    fn apply<T: Tape<f32, Dev>>(
-        &self,
-        x: Act<I, Dev, T>,
-        activation: Option<Activation>,
-    ) -> Act<O, Dev, T> {
-        let (b, s, _) = *x.shape();
-        // (b·s, I) × (I, O): one large product instead of b small ones.
-        let rows = x.reshape_like(&(b * s, Const::<I>));
-        Dev::linear(rows, &self.weight.value, Some(&self.bias.value), activation)
-            .reshape_like(&(b, s, Const::<O>))
     }
 
     pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
@@ -73,9 +62,7 @@ impl<const W: usize, Dev: Kernels> LayerNorm<W, Dev> {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<W, Dev, T>) -> Act<W, Dev, T> {
-        let (b, s, _) = *x.shape();
-        let rows = x.reshape_like(&(b * s, Const::<W>));
-        Dev::layer_norm(rows, &self.params()).reshape_like(&(b, s, Const::<W>))
+        self.params().forward(x)
     }
 
     pub fn params(&self) -> NormParams<'_, W, Dev> {
@@ -88,5 +75,17 @@ impl<const W: usize, Dev: Kernels> LayerNorm<W, Dev> {
     pub fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
         f(&mut self.gain);
         f(&mut self.bias);
+    }
+}
+
+/// Dropout with probability `p` (none at 0, so evaluation draws nothing).
+pub fn dropout<S: Shape, Dev: Device<f32>, T: Tape<f32, Dev>>(
+    x: Tensor<S, f32, Dev, T>,
+    p: f32,
+) -> Tensor<S, f32, Dev, T> {
+    if p > 0.0 {
+        x.dropout(p)
+    } else {
+        x
     }
 }

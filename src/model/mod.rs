@@ -2,19 +2,21 @@
 //! (`d_model` = D, `ff` = F) and runtime batch, sequence, layers and heads.
 
 pub mod attention;
+mod feed_forward;
 pub mod layers;
 mod structure;
 pub use structure::{PositionStructure, StructurePanel};
 
 use crate::nn::hooks::{InputLayout, OTape, PositionalLayer, Positions};
-use crate::nn::kernels::{FeedForwardParams, Kernels};
+use crate::nn::kernels::Kernels;
 use crate::nn::param::{Param, ParamVisitor};
 use crate::nn::{Act, Activation};
 use crate::options::FieldError;
 use crate::positional::{self, BuildContext, PositionalConfig};
 use attention::{causal_mask, Attention, AttentionContext};
 use dfdx::prelude::*;
-use layers::{LayerNorm, Linear};
+use feed_forward::FeedForward;
+use layers::LayerNorm;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -142,14 +144,10 @@ impl<Dev: Device<f32>> ModelTape<Dev> for NoneTape {
     }
 }
 
-/// Pre-LN block: x + attn(ln(x)), then x + ff(ln(x)).
+/// Pre-LN block: x + attention(ln(x)), then x + ff(ln(x)).
 pub struct Block<const D: usize, const F: usize, Dev: Device<f32>> {
-    ln_attn: LayerNorm<D, Dev>,
-    attn: Attention<D, Dev>,
-    ln_ff: LayerNorm<D, Dev>,
-    ff_in: Linear<D, F, Dev>,
-    ff_out: Linear<F, D, Dev>,
-    activation: Activation,
+    attention: Attention<D, Dev>,
+    feed_forward: FeedForward<D, F, Dev>,
 }
 
 impl<const D: usize, const F: usize, Dev: Kernels> Block<D, F, Dev> {
@@ -157,12 +155,8 @@ impl<const D: usize, const F: usize, Dev: Kernels> Block<D, F, Dev> {
         // GPT-2 init: N(0, 0.02), residual projections scaled by 1/√(2·layers).
         let out_std = INIT_STD / (2.0 * config.layers as f32).sqrt();
         Block {
-            ln_attn: LayerNorm::new(dev),
-            attn: Attention::new(dev, INIT_STD, out_std, rng),
-            ln_ff: LayerNorm::new(dev),
-            ff_in: Linear::new(dev, INIT_STD, rng),
-            ff_out: Linear::new(dev, out_std, rng),
-            activation: config.activation,
+            attention: Attention::new(dev, INIT_STD, out_std, rng),
+            feed_forward: FeedForward::new(dev, INIT_STD, out_std, config.activation, rng),
         }
     }
 
@@ -172,48 +166,15 @@ impl<const D: usize, const F: usize, Dev: Kernels> Block<D, F, Dev> {
         layer: usize,
         ctx: &AttentionContext<D, Dev>,
     ) -> Act<D, Dev, T> {
-        if ctx.fusable(layer) {
-            let attention = self.attn.params(self.ln_attn.params());
-            let x = Dev::attention_sublayer(x, &attention, ctx.score_bias(layer), &ctx.spec());
-            return Dev::feed_forward_sublayer(x, &self.feed_forward_params());
-        }
-        let h = self
-            .attn
-            .forward(self.ln_attn.forward(x.retaped::<T>()), layer, ctx);
-        let x = x + dropout(h, ctx.dropout);
-        let h = self
-            .ff_in
-            .forward_activated(self.ln_ff.forward(x.retaped::<T>()), self.activation); // (b, s, F)
-        let h = self.ff_out.forward(dropout(h, ctx.dropout));
-        x + dropout(h, ctx.dropout)
-    }
-
-    fn feed_forward_params(&self) -> FeedForwardParams<'_, D, F, Dev> {
-        FeedForwardParams {
-            norm: self.ln_ff.params(),
-            expand: self.ff_in.params(),
-            contract: self.ff_out.params(),
-            activation: self.activation,
-        }
+        let x = self.attention.forward(x, layer, ctx); // (b, s, D)
+                                                       // Fused exactly when the layer's attention is, so results stay bit-identical.
+        self.feed_forward
+            .forward(x, ctx.fusable(layer), ctx.dropout) // (b, s, D)
     }
 
     fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {
-        self.ln_attn.visit_params(f);
-        self.attn.visit_params(f);
-        self.ln_ff.visit_params(f);
-        self.ff_in.visit_params(f);
-        self.ff_out.visit_params(f);
-    }
-}
-
-fn dropout<S: Shape, Dev: Device<f32>, T: Tape<f32, Dev>>(
-    x: Tensor<S, f32, Dev, T>,
-    p: f32,
-) -> Tensor<S, f32, Dev, T> {
-    if p > 0.0 {
-        x.dropout(p)
-    } else {
-        x
+        self.attention.visit_params(f);
+        self.feed_forward.visit_params(f);
     }
 }
 

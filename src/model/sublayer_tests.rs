@@ -1,12 +1,14 @@
-//! The fused CPU sublayers against their dfdx compositions: forward values
-//! and the gradients of every input, on several shapes including odd sizes.
+//! The fused CPU sublayers against the model's composed references
+//! ([`attention::composed`], [`feed_forward::composed`]): forward values and
+//! the gradients of every input, on several shapes including odd sizes.
 
-use super::attention::causal_mask;
-use crate::nn::hooks::{BucketedBias, Positions, ScoreBias};
+use super::attention::{self, causal_mask, AttentionContext};
+use super::feed_forward;
+use crate::nn::hooks::{BucketedBias, PositionalLayer, Positions, ScoreBias};
 use crate::nn::kernels::testing::{
     assert_close, assert_grads_close, assert_grads_equal, backward, random, Dense, Norm,
 };
-use crate::nn::kernels::{compose, AttentionParams, AttentionSpec, FeedForwardParams, Kernels};
+use crate::nn::kernels::{AttentionParams, AttentionSpec, FeedForwardParams, Kernels};
 use crate::nn::rotation::Rotation;
 use crate::nn::Activation;
 use crate::positional::{self, BuildContext, SchemeContext};
@@ -30,6 +32,15 @@ fn rotation<const D: usize>(yaml: &str, pos: &Positions, heads: usize) -> Option
         rng: &mut r,
     };
     positional::build::<D, Cpu>(&config, build).rotation(pos, heads, D / heads)
+}
+
+/// A positional layer that hands the attention one given score bias.
+struct GivenBias<'a>(&'a dyn Fn() -> Option<ScoreBias<Cpu>>);
+
+impl<const D: usize> PositionalLayer<D, Cpu> for GivenBias<'_> {
+    fn score_bias(&self, _layer: usize, _pos: &Positions, _heads: usize) -> Option<ScoreBias<Cpu>> {
+        (self.0)()
+    }
 }
 
 /// Which score bias an attention case adds.
@@ -79,12 +90,6 @@ fn check_attention_sublayer<const D: usize>(
     };
     let rotation = rotation::<D>(scheme, &pos, heads);
     let mask = dev.tensor_from_vec(causal_mask(seq), (seq, seq));
-    let spec = AttentionSpec {
-        heads,
-        rotation: rotation.as_ref(),
-        causal_mask: &mask,
-        dropout: 0.0,
-    };
     // `expanded`: a bucketed bias as the (b, h, s, s) tensor it stands for.
     let run = |fused: bool, expanded: bool| {
         let bucketed = || BucketedBias {
@@ -93,7 +98,7 @@ fn check_attention_sublayer<const D: usize>(
             batch,
             seq,
         };
-        let bias = match bias {
+        let make = || match bias {
             Bias::None => None,
             Bias::Full => Some(ScoreBias::Trained(full.clone().leaky_traced())),
             Bias::Fixed => Some(ScoreBias::Fixed(full.clone())),
@@ -106,11 +111,20 @@ fn check_attention_sublayer<const D: usize>(
             Bias::Bucketed if expanded => Some(ScoreBias::Trained(bucketed().into_scores())),
             Bias::Bucketed => Some(ScoreBias::Bucketed(bucketed())),
         };
+        let given = GivenBias(&make);
+        let ctx = AttentionContext {
+            heads,
+            causal_mask: mask.clone(),
+            rotation: rotation.clone(),
+            position: &given,
+            positions: &pos,
+            dropout: 0.0,
+        };
         let x = x.clone().leaky_traced();
         let y = if fused {
-            <Cpu as Kernels>::attention_sublayer(x, &params, bias, &spec)
+            <Cpu as Kernels>::attention_sublayer(x, &params, ctx.score_bias(0), &ctx.spec())
         } else {
-            compose::attention_sublayer(x, &params, bias, &spec)
+            attention::composed(x, &params, 0, &ctx)
         };
         (y.as_vec(), backward(y, &probe))
     };
@@ -199,7 +213,7 @@ fn check_feed_forward_sublayer<const D: usize, const F: usize>(
     };
     let probe = random(&dev, shape, &mut r);
     let fused = <Cpu as Kernels>::feed_forward_sublayer(x.clone().leaky_traced(), &params);
-    let composed = compose::feed_forward_sublayer(x.clone().leaky_traced(), &params);
+    let composed = feed_forward::composed(x.clone().leaky_traced(), &params, 0.0);
     let case = format!("{activation:?} {rows:?} D{D} F{F}");
     assert_close(
         &fused.as_vec(),
@@ -237,12 +251,9 @@ fn fused_attention_is_causal() {
         v: v.params(),
         out: out.params(),
     };
-    let mask = dev.tensor_from_vec(causal_mask(s), (s, s));
     let spec = AttentionSpec {
         heads: 2,
         rotation: None,
-        causal_mask: &mask,
-        dropout: 0.0,
     };
     let run = |x: Vec<f32>| {
         let x = dev.tensor_from_vec(x, (b, s, Const::<8>));

@@ -1,4 +1,4 @@
-use super::attention::{causal_mask, Attention, AttentionContext};
+use super::attention::{self, causal_mask, Attention, AttentionContext};
 use super::*;
 use crate::nn::hooks::{Positions, ScoreBias};
 use crate::nn::rotation::Rotation;
@@ -132,8 +132,33 @@ fn close(analytic: f32, numeric: f64, what: &str) {
     );
 }
 
+/// The attention sublayer on `x`: the composed reference, or (on the CPU)
+/// the fused op the model runs where it can.
+fn sublayer<T: ModelTape<Cpu>>(
+    attn: &Attention<8, Cpu>,
+    x: Tensor<(usize, usize, Const<8>), f32, Cpu, T>,
+    ctx: &AttentionContext<8, Cpu>,
+    fused: bool,
+) -> Tensor<(usize, usize, Const<8>), f32, Cpu, T> {
+    if fused {
+        assert!(ctx.fusable(0));
+        attn.forward(x, 0, ctx)
+    } else {
+        attention::composed(x, &attn.params(), 0, ctx)
+    }
+}
+
 #[test]
-fn attention_gradients_match_finite_differences() {
+fn composed_attention_gradients_match_finite_differences() {
+    attention_gradients_match_finite_differences(false);
+}
+
+#[test]
+fn fused_attention_gradients_match_finite_differences() {
+    attention_gradients_match_finite_differences(true);
+}
+
+fn attention_gradients_match_finite_differences(fused: bool) {
     let dev: Cpu = Default::default();
     let mut r = rng(7);
     let mut attn = Attention::<8, Cpu>::new(&dev, 0.4, 0.4, &mut r);
@@ -159,7 +184,7 @@ fn attention_gradients_match_finite_differences() {
             dropout: 0.0,
         };
         let x = dev.tensor_from_vec(x.to_vec(), (b, s, Const::<8>));
-        let out: Tensor<(usize, usize, Const<8>), f32, Cpu> = attn.forward(x, 0, &c);
+        let out: Tensor<(usize, usize, Const<8>), f32, Cpu> = sublayer(attn, x, &c, fused);
         let total: Tensor<Rank0, f32, Cpu> = (out * w.clone()).sum();
         total.array() as f64
     };
@@ -175,7 +200,7 @@ fn attention_gradients_match_finite_differences() {
         dropout: 0.0,
     };
     let x = dev.tensor_from_vec(x_data.clone(), (b, s, Const::<8>));
-    let out = attn.forward(x.leaky_trace(), 0, &c);
+    let out = sublayer(&attn, x.leaky_trace(), &c, fused);
     let grads = (out * w.clone()).sum().backward();
     let (gx, gbias) = (grads.get(&x).as_vec(), grads.get(&layer.bias).as_vec());
     let mut gparams = Vec::new();

@@ -1,9 +1,13 @@
 //! The model's compute kernels. [`Kernels`] names the operations the model
-//! is built from: whole pre-LN sublayers (attention, feed-forward), linear
-//! layers, LayerNorm and the loss. Each defaults to a composition of dfdx
-//! ops ([`compose`], what CUDA runs); the CPU overrides them with fused
-//! forward and backward passes on host arrays, recorded on dfdx's tape as
-//! custom ops. dfdx 0.13's CPU kernels are scalar and strided, its matrix
+//! is built from: linear layers, LayerNorm, embedding lookup and the loss,
+//! each defaulting to a composition of dfdx ops ([`compose`], what CUDA
+//! runs), and whole pre-LN sublayers (attention, feed-forward), which only
+//! the CPU fuses. The CPU overrides them with fused forward and backward
+//! passes on host arrays, recorded on dfdx's tape as custom ops; the
+//! sublayers' readable reference is the model's own composition
+//! (`model::attention`, `model::FeedForward`), and the fused versions are
+//! tested against it bit for bit where they must agree and to 1e-4 elsewhere
+//! (`model::sublayer_tests`). dfdx 0.13's CPU kernels are scalar and strided, its matrix
 //! products use an older gemm, and every op boundary costs an allocation,
 //! a zeroed gradient and (for a custom op) a copy of its input; a fused
 //! sublayer has one boundary and calls gemm 0.19.
@@ -33,14 +37,10 @@ use super::{Act, Activation};
 use dfdx::prelude::*;
 use std::sync::Arc;
 
-/// What attention needs besides its weights and the score bias.
+/// What the fused attention needs besides its weights and the score bias.
 pub struct AttentionSpec<'a, Dev: Device<f32>> {
     pub heads: usize,
     pub rotation: Option<&'a Rotation<Dev>>,
-    /// (seq, seq) additive causal mask, for the composition.
-    pub causal_mask: &'a Tensor<(usize, usize), f32, Dev>,
-    /// Dropout probability on the attention weights; 0 at evaluation.
-    pub dropout: f32,
 }
 
 /// A linear layer's parameters: y = x Wᵀ + b with W (O, I).
@@ -72,7 +72,49 @@ pub struct FeedForwardParams<'a, const D: usize, const F: usize, Dev: Device<f32
     pub activation: Activation,
 }
 
+impl<const I: usize, const O: usize, Dev: Kernels> LinearParams<'_, I, O, Dev> {
+    /// x Wᵀ + b on (b, s, I) activations: (b, s, O).
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<I, Dev, T>) -> Act<O, Dev, T> {
+        self.apply(x, None)
+    }
+
+    /// act(x Wᵀ + b), as one fused op on the CPU.
+    pub fn forward_activated<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<I, Dev, T>,
+        activation: Activation,
+    ) -> Act<O, Dev, T> {
+        self.apply(x, Some(activation))
+    }
+
+    fn apply<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<I, Dev, T>,
+        activation: Option<Activation>,
+    ) -> Act<O, Dev, T> {
+        let (b, s, _) = *x.shape();
+        // (b·s, I) × (I, O): one large product instead of b small ones.
+        let rows = x.reshape_like(&(b * s, Const::<I>));
+        Dev::linear(rows, self.weight, Some(self.bias), activation)
+            .reshape_like(&(b, s, Const::<O>))
+    }
+}
+
+impl<const W: usize, Dev: Kernels> NormParams<'_, W, Dev> {
+    /// LayerNorm of (b, s, W) activations.
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<W, Dev, T>) -> Act<W, Dev, T> {
+        let (b, s, _) = *x.shape();
+        let rows = x.reshape_like(&(b * s, Const::<W>));
+        Dev::layer_norm(rows, self).reshape_like(&(b, s, Const::<W>))
+    }
+}
+
 pub trait Kernels: Device<f32> {
+    /// Whether this device implements the fused sublayers
+    /// ([`Kernels::attention_sublayer`], [`Kernels::feed_forward_sublayer`]).
+    /// Where it does not (CUDA), the model runs its composed reference.
+    const FUSED_SUBLAYERS: bool = false;
+
     /// act(x Wᵀ + b): (rows, I) → (rows, O).
     fn linear<O: Dim, const I: usize, T: Tape<f32, Self>>(
         x: Tensor<(usize, Const<I>), f32, Self, T>,
@@ -103,22 +145,24 @@ pub trait Kernels: Device<f32> {
     }
 
     /// The pre-LN causal self-attention sublayer with its residual, on
-    /// (b, s, D) rows, with an optional score bias (of (b, h, s, s) scores).
+    /// (b, s, D) rows, with an optional score bias (of (b, h, s, s) scores),
+    /// without dropout, as one op. Only called where `FUSED_SUBLAYERS`.
     fn attention_sublayer<const D: usize, T: Tape<f32, Self>>(
-        x: Act<D, Self, T>,
-        params: &AttentionParams<D, Self>,
-        bias: Option<ScoreBias<Self, T>>,
-        spec: &AttentionSpec<Self>,
+        _x: Act<D, Self, T>,
+        _params: &AttentionParams<D, Self>,
+        _bias: Option<ScoreBias<Self, T>>,
+        _spec: &AttentionSpec<Self>,
     ) -> Act<D, Self, T> {
-        compose::attention_sublayer(x, params, bias, spec)
+        unreachable!("the fused attention is only called where FUSED_SUBLAYERS is true")
     }
 
-    /// The pre-LN feed-forward sublayer with its residual, on (b, s, D) rows.
+    /// The pre-LN feed-forward sublayer with its residual, on (b, s, D)
+    /// rows, without dropout, as one op. Only called where `FUSED_SUBLAYERS`.
     fn feed_forward_sublayer<const D: usize, const F: usize, T: Tape<f32, Self>>(
-        x: Act<D, Self, T>,
-        params: &FeedForwardParams<D, F, Self>,
+        _x: Act<D, Self, T>,
+        _params: &FeedForwardParams<D, F, Self>,
     ) -> Act<D, Self, T> {
-        compose::feed_forward_sublayer(x, params)
+        unreachable!("the fused feed-forward is only called where FUSED_SUBLAYERS is true")
     }
 
     /// log p(target) of every row: logits (rows, classes) → (rows,).
@@ -289,6 +333,8 @@ fn add(acc: &mut [f32], delta: &[f32]) {
 }
 
 impl Kernels for Cpu {
+    const FUSED_SUBLAYERS: bool = true;
+
     fn embed<const D: usize, T: Tape<f32, Self>>(
         table: &Tensor<(usize, Const<D>), f32, Self>,
         ids: &[usize],
@@ -375,10 +421,6 @@ impl Kernels for Cpu {
         bias: Option<ScoreBias<Self, T>>,
         spec: &AttentionSpec<Self>,
     ) -> Act<D, Self, T> {
-        if spec.dropout > 0.0 {
-            // Dropout draws from the device's RNG: leave it to dfdx's op.
-            return compose::attention_sublayer(x, params, bias, spec);
-        }
         let (x, mut tape) = x.contiguous().split_tape();
         let (b, s, _) = *x.shape();
         // A trained bias joins the tape and gets a gradient; a fixed one needs neither.
