@@ -4,6 +4,7 @@ mod common;
 
 use common::posembed;
 use polars::prelude::*;
+use posembed::store::schema;
 use std::path::Path;
 
 const EXPERIMENT: &str = "
@@ -29,6 +30,47 @@ fn columns(path: &Path) -> (DataFrame, Vec<String>) {
         .map(|s| s.to_string())
         .collect();
     (df, names)
+}
+
+/// Every frame has exactly the schema's columns, in its order, with its
+/// types, and no nulls where the schema allows none; the runs frame's
+/// parameter columns (dotted names) stand where the schema puts them.
+fn assert_frames_follow_the_schema(results: &Path) {
+    for frame in schema::FRAMES {
+        let (df, names) = columns(&results.join(format!("{}.parquet", frame.name)));
+        assert!(df.height() > 0, "{}: empty", frame.name);
+        let mut expected = Vec::new();
+        for c in frame.columns {
+            match c.kind {
+                schema::Kind::Parameters => {
+                    let params: Vec<&String> = names.iter().filter(|n| n.contains('.')).collect();
+                    assert!(!params.is_empty(), "{}: no parameter columns", frame.name);
+                    expected.extend(params.into_iter().cloned());
+                }
+                _ => expected.push(c.name.to_string()),
+            }
+        }
+        assert_eq!(names, expected, "{}: columns", frame.name);
+        for c in frame.columns {
+            let Some(dtype) = c.dtype() else { continue };
+            let col = df.column(c.name).unwrap();
+            assert_eq!(col.dtype(), &dtype, "{}.{}: type", frame.name, c.name);
+            if !c.nullable {
+                assert_eq!(col.null_count(), 0, "{}.{}: nulls", frame.name, c.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn readme_documents_the_schema() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .unwrap();
+    assert!(
+        readme.contains(&schema::markdown()),
+        "README's \"Results schema\" differs from store::schema::markdown():\n{}",
+        schema::markdown()
+    );
 }
 
 #[test]
@@ -91,6 +133,7 @@ fn run_writes_frames_and_a_report_that_agree() {
     assert_eq!(eval.height(), 4 * 3);
     let (_, names) = columns(&results.join("curves.parquet"));
     assert_eq!(names, ["run_id", "step", "metric", "value"]);
+    assert_frames_follow_the_schema(&results);
     for f in ["runs.csv", "eval.csv", "curves.csv"] {
         assert!(results.join(f).exists(), "{f}");
     }

@@ -3,7 +3,7 @@
 
 use crate::model::ModelConfig;
 use crate::options::locations::{Location, Locations};
-use crate::options::{self, dotted, path_string, FieldError, Seg};
+use crate::options::{self, dotted, flat, path_string, FieldError, Seg};
 use crate::positional::{self, SchemeContext};
 use crate::report::ReportConfig;
 use crate::tasks;
@@ -308,20 +308,17 @@ fn parse_report(
     let Some(value) = value else {
         return Ok(ReportConfig::default());
     };
-    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for variant in variants {
-        let canonical = serde_json::to_value(variant).expect("run config serializes");
-        for (key, v) in options::flat::flatten_value(&canonical) {
-            let text = match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            let values = params.entry(key).or_default();
-            if !values.contains(&text) {
-                values.push(text);
-            }
-        }
-    }
+    let rows: Vec<BTreeMap<String, String>> = variants
+        .iter()
+        .map(|variant| {
+            let canonical = serde_json::to_value(variant).expect("run config serializes");
+            flat::flatten_value(&canonical)
+                .into_iter()
+                .map(|(key, v)| (key, flat::text(&v)))
+                .collect()
+        })
+        .collect();
+    let mut params = flat::values_by_parameter(&rows);
     params.insert("seed".into(), seeds.iter().map(|s| s.to_string()).collect());
     let located = |err: FieldError| {
         let mut at = vec![Seg::Key("report".into())];

@@ -3,7 +3,7 @@
 //! `group_id` hashes it without the seed (the unit of aggregation).
 
 use super::config::ExperimentSpec;
-use crate::options::flat::{display_value, flatten_value};
+use crate::options::flat::{display_value, flatten_value, varying_keys};
 use crate::training::spec::{canonical, hash_id, RunConfig, RunSpec};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -37,12 +37,7 @@ pub fn flatten(config: &RunConfig) -> BTreeMap<String, Value> {
 /// Parameter columns whose value differs between runs, in sorted order.
 pub fn varying_parameters(runs: &[RunSpec]) -> Vec<String> {
     let flat: Vec<BTreeMap<String, Value>> = runs.iter().map(|r| flatten(&r.config)).collect();
-    let mut keys: Vec<String> = flat.iter().flat_map(|f| f.keys().cloned()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| flat.iter().any(|f| f.get(k) != flat[0].get(k)))
-        .collect()
+    varying_keys(&flat.iter().collect::<Vec<_>>())
 }
 
 /// The `posembed plan` table: run_id, seed and every varying parameter.

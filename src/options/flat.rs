@@ -34,7 +34,43 @@ pub fn flatten_value(config: &Value) -> BTreeMap<String, Value> {
 pub fn display_value(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(other) => text(other),
     }
+}
+
+/// A parameter value as text: strings as they are, anything else as JSON.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Each parameter's distinct values in first-appearance order, over rows
+/// that map parameter names to values as text.
+pub fn values_by_parameter<'a>(
+    rows: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in rows {
+        for (key, value) in row {
+            let values = out.entry(key.clone()).or_default();
+            if !values.contains(value) {
+                values.push(value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The keys whose value differs between `rows` (a key missing from a row
+/// differs from any value), in sorted order.
+pub fn varying_keys<V: PartialEq>(rows: &[&BTreeMap<String, V>]) -> Vec<String> {
+    let mut keys: Vec<&String> = rows.iter().flat_map(|r| r.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| rows.iter().any(|r| r.get(*k) != rows[0].get(*k)))
+        .cloned()
+        .collect()
 }

@@ -7,9 +7,14 @@ mod config;
 mod stats;
 mod table;
 
-use crate::options::UsageError;
+use crate::options::{flat, UsageError};
 use crate::store::atomic::write_atomic;
 use crate::store::frames::Frames;
+use crate::store::schema::{
+    CELL_VALUE, CURVE_VALUE, EXACT_MATCH, GROUP_ID, I, J, KIND, LANGUAGE_MODEL, LENGTH,
+    LENGTH_UNIT, LOSS, METRIC, PANEL, RUN_ID, SEED, STATUS, STEP, TOKEN_ACC, TRAIN_MAX, TRAIN_MIN,
+    TRAIN_TOKENS_PER_S,
+};
 use anyhow::Context;
 pub use config::{Bucket, MetricChoice, ReportConfig, Scale, LENGTH_BUCKET};
 use polars::prelude::{Column, CsvWriter, DataFrame, DataType, SerWriter};
@@ -192,24 +197,24 @@ impl ReportData {
     pub fn from_frames(frames: &Frames) -> anyhow::Result<Self> {
         let r = &frames.runs;
         let (ids, groups, schemes, tasks) = (
-            strings(r, "run_id")?,
-            strings(r, "group_id")?,
+            strings(r, RUN_ID.name)?,
+            strings(r, GROUP_ID.name)?,
             strings(r, "positional.scheme")?,
             strings(r, "task.name")?,
         );
-        let (status, units) = (strings(r, "status")?, strings(r, "length_unit")?);
-        let (mins, maxs) = (u64s(r, "train_min")?, u64s(r, "train_max")?);
-        let language_model = bools_or_false(r, "language_model")?;
-        let tokens_per_s = f64s(r, "train_tokens_per_s")?;
-        let labels = row_labels(r, &schemes)?;
+        let (status, units) = (strings(r, STATUS.name)?, strings(r, LENGTH_UNIT.name)?);
+        let (mins, maxs) = (u64s(r, TRAIN_MIN.name)?, u64s(r, TRAIN_MAX.name)?);
+        let language_model = bools_or_false(r, LANGUAGE_MODEL.name)?;
+        let tokens_per_s = f64s(r, TRAIN_TOKENS_PER_S.name)?;
         let mut params: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); r.height()];
         for name in r.get_column_names() {
-            if name.contains('.') || name.as_str() == "seed" {
+            if name.contains('.') || name.as_str() == SEED.name {
                 for (i, v) in strings(r, name)?.into_iter().enumerate() {
                     params[i].insert(name.to_string(), v);
                 }
             }
         }
+        let labels = row_labels(&params, &schemes);
         let runs = (0..r.height())
             .map(|i| RunRow {
                 run_id: ids[i].clone(),
@@ -231,11 +236,11 @@ impl ReportData {
             .collect();
         let e = &frames.eval;
         let (eids, lengths, em, acc, loss) = (
-            strings(e, "run_id")?,
-            u64s(e, "length")?,
-            f64s(e, "exact_match")?,
-            f64s(e, "token_acc")?,
-            f64s(e, "loss")?,
+            strings(e, RUN_ID.name)?,
+            u64s(e, LENGTH.name)?,
+            f64s(e, EXACT_MATCH.name)?,
+            f64s(e, TOKEN_ACC.name)?,
+            f64s(e, LOSS.name)?,
         );
         let eval = (0..e.height())
             .map(|i| EvalRow {
@@ -248,10 +253,10 @@ impl ReportData {
             .collect();
         let c = &frames.curves;
         let (cids, steps, metrics, values) = (
-            strings(c, "run_id")?,
-            u64s(c, "step")?,
-            strings(c, "metric")?,
-            f64s(c, "value")?,
+            strings(c, RUN_ID.name)?,
+            u64s(c, STEP.name)?,
+            strings(c, METRIC.name)?,
+            f64s(c, CURVE_VALUE.name)?,
         );
         let curves = (0..c.height())
             .map(|i| CurveRow {
@@ -263,12 +268,12 @@ impl ReportData {
             .collect();
         let p = &frames.positions;
         let (pids, kinds, panels, is, js, pvalues) = (
-            strings(p, "run_id")?,
-            strings(p, "kind")?,
-            strings(p, "panel")?,
-            u64s(p, "i")?,
-            u64s(p, "j")?,
-            opt_f64s(p, "value")?,
+            strings(p, RUN_ID.name)?,
+            strings(p, KIND.name)?,
+            strings(p, PANEL.name)?,
+            u64s(p, I.name)?,
+            u64s(p, J.name)?,
+            opt_f64s(p, CELL_VALUE.name)?,
         );
         let structure = (0..p.height())
             .map(|k| StructureRow {
@@ -286,6 +291,11 @@ impl ReportData {
             curves,
             structure,
         })
+    }
+
+    /// Every parameter (dotted names and `seed`) with its distinct values.
+    fn parameter_values(&self) -> BTreeMap<String, Vec<String>> {
+        flat::values_by_parameter(self.runs.iter().map(|r| &r.params))
     }
 
     /// Distinct values in first-appearance (plan) order.
@@ -350,7 +360,7 @@ impl ReportData {
     /// Every table the configuration asks for.
     pub fn tables(&self, cfg: &ReportConfig) -> anyhow::Result<Vec<Table>> {
         let seeds = self
-            .distinct(|r| r.params.get("seed").map_or("", String::as_str))
+            .distinct(|r| r.params.get(SEED.name).map_or("", String::as_str))
             .len();
         let mut tables = Vec::new();
         for (metric, runs) in self.metric_groups(cfg.metric) {
@@ -525,42 +535,36 @@ fn resolve_baseline(base: &str, rows: &[(String, Vec<Cell>)]) -> anyhow::Result<
 /// Labels each run by its scheme plus the parameters (dotted columns; task
 /// options and evaluation settings excluded, as they vary with the task) that
 /// differ between runs of that scheme.
-fn row_labels(runs: &DataFrame, schemes: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut params: Vec<(String, Vec<String>)> = Vec::new();
-    for name in runs.get_column_names() {
-        let name = name.to_string();
-        if name.contains('.')
+fn row_labels(params: &[BTreeMap<String, String>], schemes: &[String]) -> Vec<String> {
+    let labelled = |name: &str| {
+        name.contains('.')
             && name != "positional.scheme"
             && !name.starts_with("task.")
             && !name.starts_with("eval.")
-        {
-            let values = strings(runs, &name)?;
-            params.push((name, values));
-        }
-    }
+    };
+    let rows: Vec<BTreeMap<String, String>> = params
+        .iter()
+        .map(|p| {
+            p.iter()
+                .filter(|(k, _)| labelled(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .collect();
     let mut labels = schemes.to_vec();
-    for scheme in schemes.iter().collect::<std::collections::BTreeSet<_>>() {
+    for scheme in schemes.iter().collect::<BTreeSet<_>>() {
         let members: Vec<usize> = (0..schemes.len())
             .filter(|&i| &schemes[i] == scheme)
             .collect();
-        let varying: Vec<&(String, Vec<String>)> = params
-            .iter()
-            .filter(|(_, v)| members.iter().any(|&i| v[i] != v[members[0]]))
-            .collect();
-        if varying.is_empty() {
-            continue;
-        }
+        let varying = flat::varying_keys(&members.iter().map(|&i| &rows[i]).collect::<Vec<_>>());
         for &i in &members {
             // Section prefix dropped; unset options (null) left out.
             let parts: Vec<String> = varying
                 .iter()
-                .filter(|(_, v)| !v[i].is_empty())
-                .map(|(name, v)| {
-                    format!(
-                        "{}={}",
-                        name.split_once('.').map_or(name.as_str(), |(_, rest)| rest),
-                        v[i]
-                    )
+                .filter(|name| !rows[i][*name].is_empty())
+                .map(|name| {
+                    let short = name.split_once('.').map_or(name.as_str(), |(_, rest)| rest);
+                    format!("{short}={}", rows[i][name])
                 })
                 .collect();
             if !parts.is_empty() {
@@ -568,7 +572,7 @@ fn row_labels(runs: &DataFrame, schemes: &[String]) -> anyhow::Result<Vec<String
             }
         }
     }
-    Ok(labels)
+    labels
 }
 
 /// Where `posembed run` keeps the experiment's report section, so that
@@ -607,14 +611,7 @@ pub fn configure(
         UsageError(format!("--{}: {}", key.replace('_', "-"), err.message))
     };
     let cfg: ReportConfig = crate::options::parse(&serde_yaml::to_value(&map)?).map_err(flag)?;
-    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for name in frames.runs.get_column_names() {
-        if name.contains('.') || name.as_str() == "seed" {
-            let mut values = strings(&frames.runs, name)?;
-            values.dedup();
-            params.insert(name.to_string(), values);
-        }
-    }
+    let params = ReportData::from_frames(frames)?.parameter_values();
     cfg.check(&params).map_err(flag)?;
     Ok(cfg)
 }

@@ -1,8 +1,11 @@
 //! Tidy polars frames built from run records, and their parquet/CSV files:
 //! `runs` (one row per run, every resolved parameter its own column),
-//! `eval` (run × length) and `curves` (run × step × metric).
+//! `eval` (run × length), `curves` (run × step × metric) and `positions`
+//! (run × position-structure cell). Their columns are defined once, in
+//! [`super::schema`].
 
 use super::atomic::write_atomic;
+use super::schema::*;
 use crate::options::flat::flatten_value;
 use crate::training::record::RunRecord;
 use anyhow::Context;
@@ -20,10 +23,7 @@ pub struct Frames {
     pub positions: DataFrame,
 }
 
-/// Frame names, as written to `<name>.parquet` and `<name>.csv`.
-pub const FRAMES: [&str; 4] = ["runs", "eval", "curves", "positions"];
-
-/// Builds the three frames; rows follow the order of `records` (the plan order).
+/// Builds the four frames; rows follow the order of `records` (the plan order).
 pub fn collect(records: &[RunRecord]) -> anyhow::Result<Frames> {
     Ok(Frames {
         runs: runs_frame(records)?,
@@ -44,17 +44,20 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 
 fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
     let mut columns = vec![
-        str_col("run_id", records.iter().map(|r| r.run_id.clone()).collect()),
         str_col(
-            "group_id",
+            RUN_ID.name,
+            records.iter().map(|r| r.run_id.clone()).collect(),
+        ),
+        str_col(
+            GROUP_ID.name,
             records.iter().map(|r| r.group_id.clone()).collect(),
         ),
         str_col(
-            "experiment",
+            EXPERIMENT.name,
             records.iter().map(|r| r.experiment.clone()).collect(),
         ),
         Column::new(
-            "seed".into(),
+            SEED.name.into(),
             records.iter().map(|r| r.seed).collect::<Vec<u64>>(),
         ),
     ];
@@ -106,68 +109,68 @@ fn runs_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
     };
     columns.extend([
         str_col(
-            "status",
+            STATUS.name,
             records
                 .iter()
                 .map(|r| r.status.as_str().to_string())
                 .collect(),
         ),
         Column::new(
-            "error".into(),
+            ERROR.name.into(),
             records
                 .iter()
                 .map(|r| r.error.clone())
                 .collect::<Vec<Option<String>>>(),
         ),
         Column::new(
-            "diverged_step".into(),
+            DIVERGED_STEP.name.into(),
             records
                 .iter()
                 .map(|r| r.diverged_step.map(|s| s as u64))
                 .collect::<Vec<Option<u64>>>(),
         ),
-        u64_col("params", &|r| r.params as u64),
-        u64_col("train_tokens", &|r| r.train_tokens as u64),
-        f64_col("train_seconds", &|r| r.train_seconds),
-        f64_col("train_tokens_per_s", &|r| r.train_tokens_per_s),
-        f64_col("wall_time_s", &|r| r.wall_time_s),
-        opt_f64("final_train_loss", &|r| r.final_train_loss),
+        u64_col(PARAMS.name, &|r| r.params as u64),
+        u64_col(TRAIN_TOKENS.name, &|r| r.train_tokens as u64),
+        f64_col(TRAIN_SECONDS.name, &|r| r.train_seconds),
+        f64_col(TRAIN_TOKENS_PER_S.name, &|r| r.train_tokens_per_s),
+        f64_col(WALL_TIME_S.name, &|r| r.wall_time_s),
+        opt_f64(FINAL_TRAIN_LOSS.name, &|r| r.final_train_loss),
         str_col(
-            "length_unit",
+            LENGTH_UNIT.name,
             records.iter().map(|r| r.length_unit.clone()).collect(),
         ),
         Column::new(
-            "language_model".into(),
+            LANGUAGE_MODEL.name.into(),
             records
                 .iter()
                 .map(|r| r.language_model)
                 .collect::<Vec<bool>>(),
         ),
-        u64_col("train_min", &|r| r.train_min as u64),
-        u64_col("train_max", &|r| r.train_max as u64),
-        opt_f64("id_exact_match", &id),
-        opt_f64("ood_exact_match", &ood),
+        u64_col(TRAIN_MIN.name, &|r| r.train_min as u64),
+        u64_col(TRAIN_MAX.name, &|r| r.train_max as u64),
+        opt_f64(ID_EXACT_MATCH.name, &id),
+        opt_f64(OOD_EXACT_MATCH.name, &ood),
         str_col(
-            "posembed_version",
+            POSEMBED_VERSION.name,
             records
                 .iter()
                 .map(|r| r.provenance.posembed_version.clone())
                 .collect(),
         ),
-        opt_str("git_commit", &|r| r.provenance.git_commit.clone()),
+        opt_str(GIT_COMMIT.name, &|r| r.provenance.git_commit.clone()),
         Column::new(
-            "git_dirty".into(),
+            GIT_DIRTY.name.into(),
             records
                 .iter()
                 .map(|r| r.provenance.git_dirty)
                 .collect::<Vec<Option<bool>>>(),
         ),
-        opt_str("host", &|r| r.provenance.host.clone()),
-        opt_str("rustc_version", &|r| r.provenance.rustc_version.clone()),
-        opt_str("cpu_model", &|r| r.provenance.cpu_model.clone()),
-        u64_col("threads", &|r| r.provenance.threads as u64),
-        f64_col("started_at_unix", &|r| r.started_at_unix),
-        f64_col("finished_at_unix", &|r| r.finished_at_unix),
+        opt_str(HOST.name, &|r| r.provenance.host.clone()),
+        opt_str(RUSTC_VERSION.name, &|r| r.provenance.rustc_version.clone()),
+        opt_str(CPU_MODEL.name, &|r| r.provenance.cpu_model.clone()),
+        u64_col(THREADS.name, &|r| r.provenance.threads as u64),
+        f64_col(STARTED_AT_UNIX.name, &|r| r.started_at_unix),
+        f64_col(FINISHED_AT_UNIX.name, &|r| r.finished_at_unix),
     ]);
     Ok(DataFrame::new(records.len(), columns)?)
 }
@@ -239,31 +242,31 @@ fn eval_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
     };
     let columns = vec![
         str_col(
-            "run_id",
+            RUN_ID.name,
             rows.iter().map(|(r, _)| r.run_id.clone()).collect(),
         ),
-        u64_col("length", &|(_, e)| e.length as u64),
+        u64_col(LENGTH.name, &|(_, e)| e.length as u64),
         str_col(
-            "length_unit",
+            LENGTH_UNIT.name,
             rows.iter().map(|(r, _)| r.length_unit.clone()).collect(),
         ),
-        u64_col("train_min", &|(r, _)| r.train_min as u64),
-        u64_col("train_max", &|(r, _)| r.train_max as u64),
+        u64_col(TRAIN_MIN.name, &|(r, _)| r.train_min as u64),
+        u64_col(TRAIN_MAX.name, &|(r, _)| r.train_max as u64),
         Column::new(
-            "in_distribution".into(),
+            IN_DISTRIBUTION.name.into(),
             rows.iter()
                 .map(|(r, e)| (r.train_min..=r.train_max).contains(&e.length))
                 .collect::<Vec<bool>>(),
         ),
-        f64_col("token_acc", &|(_, e)| e.token_acc),
-        f64_col("exact_match", &|(_, e)| e.exact_match),
-        f64_col("loss", &|(_, e)| e.loss),
-        f64_col("perplexity", &|(_, e)| e.loss.exp()),
-        opt_f64("bits_per_byte", &|(r, e)| {
+        f64_col(TOKEN_ACC.name, &|(_, e)| e.token_acc),
+        f64_col(EXACT_MATCH.name, &|(_, e)| e.exact_match),
+        f64_col(LOSS.name, &|(_, e)| e.loss),
+        f64_col(PERPLEXITY.name, &|(_, e)| e.loss.exp()),
+        opt_f64(BITS_PER_BYTE.name, &|(r, e)| {
             r.language_model.then(|| e.loss / std::f64::consts::LN_2)
         }),
-        opt_f64("last_quarter_loss", &|(_, e)| e.last_quarter_loss),
-        u64_col("n", &|(_, e)| e.n as u64),
+        opt_f64(LAST_QUARTER_LOSS.name, &|(_, e)| e.last_quarter_loss),
+        u64_col(N.name, &|(_, e)| e.n as u64),
     ];
     Ok(DataFrame::new(rows.len(), columns)?)
 }
@@ -275,21 +278,21 @@ fn curves_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
         .collect();
     let columns = vec![
         str_col(
-            "run_id",
+            RUN_ID.name,
             rows.iter().map(|(r, _)| r.run_id.clone()).collect(),
         ),
         Column::new(
-            "step".into(),
+            STEP.name.into(),
             rows.iter()
                 .map(|(_, c)| c.step as u64)
                 .collect::<Vec<u64>>(),
         ),
         str_col(
-            "metric",
+            METRIC.name,
             rows.iter().map(|(_, c)| c.metric.clone()).collect(),
         ),
         Column::new(
-            "value".into(),
+            CURVE_VALUE.name.into(),
             rows.iter().map(|(_, c)| c.value).collect::<Vec<f64>>(),
         ),
     ];
@@ -320,12 +323,12 @@ fn positions_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
     Ok(DataFrame::new(
         n,
         vec![
-            str_col("run_id", run_id),
-            str_col("kind", kind),
-            str_col("panel", panel),
-            Column::new("i".into(), i_col),
-            Column::new("j".into(), j_col),
-            Column::new("value".into(), value),
+            str_col(RUN_ID.name, run_id),
+            str_col(KIND.name, kind),
+            str_col(PANEL.name, panel),
+            Column::new(I.name.into(), i_col),
+            Column::new(J.name.into(), j_col),
+            Column::new(CELL_VALUE.name.into(), value),
         ],
     )?)
 }
@@ -333,10 +336,10 @@ fn positions_frame(records: &[RunRecord]) -> anyhow::Result<DataFrame> {
 /// Writes `<dir>/{runs,eval,curves,positions}.{parquet,csv}`, each atomically.
 pub fn write(frames: &mut Frames, dir: &Path) -> anyhow::Result<()> {
     for (name, df) in [
-        ("runs", &mut frames.runs),
-        ("eval", &mut frames.eval),
-        ("curves", &mut frames.curves),
-        ("positions", &mut frames.positions),
+        (RUNS.name, &mut frames.runs),
+        (EVAL.name, &mut frames.eval),
+        (CURVES.name, &mut frames.curves),
+        (POSITIONS.name, &mut frames.positions),
     ] {
         let mut parquet = Vec::new();
         ParquetWriter::new(&mut parquet)
@@ -356,7 +359,7 @@ pub fn write(frames: &mut Frames, dir: &Path) -> anyhow::Result<()> {
 pub fn read(dir: &Path) -> anyhow::Result<Frames> {
     let load = |name: &str| -> anyhow::Result<DataFrame> {
         let path = dir.join(format!("{name}.parquet"));
-        if name == "positions" && !path.exists() {
+        if name == POSITIONS.name && !path.exists() {
             // Written by versions before the position-structure chart.
             return positions_frame(&[]);
         }
@@ -367,9 +370,9 @@ pub fn read(dir: &Path) -> anyhow::Result<Frames> {
             .with_context(|| format!("reading {}", path.display()))
     };
     Ok(Frames {
-        runs: load("runs")?,
-        eval: load("eval")?,
-        curves: load("curves")?,
-        positions: load("positions")?,
+        runs: load(RUNS.name)?,
+        eval: load(EVAL.name)?,
+        curves: load(CURVES.name)?,
+        positions: load(POSITIONS.name)?,
     })
 }
