@@ -64,8 +64,8 @@ fn assert_frames_follow_the_schema(results: &Path) {
 
 #[test]
 fn readme_documents_the_schema() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(
         readme.contains(&schema::markdown()),
         "README's \"Results schema\" differs from store::schema::markdown():\n{}",

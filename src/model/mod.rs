@@ -380,23 +380,9 @@ pub fn weighted_nll<Dev: Device<f32>, T: Tape<f32, Dev>>(
         .negate()
 }
 
-/// Mean cross-entropy over the tokens with nonzero `weights` (weights sum to 1).
-/// logits: (batch, seq, vocab); targets and weights: row-major (batch, seq).
-pub fn weighted_cross_entropy<Dev: Kernels, T: Tape<f32, Dev>>(
-    dev: &Dev,
-    logits: Tensor<(usize, usize, usize), f32, Dev, T>,
-    targets: &[usize],
-    weights: &[f32],
-) -> Tensor<Rank0, f32, Dev, T> {
-    let (b, s, v) = *logits.shape();
-    weighted_nll(
-        dev,
-        target_log_probs(logits.reshape_like(&(b * s, v)), targets),
-        weights,
-    )
-}
-
 #[cfg(test)]
 mod sublayer_tests;
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

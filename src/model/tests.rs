@@ -1,4 +1,5 @@
 use super::attention::{self, causal_mask, Attention, AttentionContext};
+use super::testing::{scheme, tiny_model};
 use super::*;
 use crate::nn::hooks::{Positions, ScoreBias};
 use crate::nn::rotation::Rotation;
@@ -12,28 +13,20 @@ fn random(n: usize, r: &mut ChaCha8Rng) -> Vec<f32> {
     (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
 }
 
-/// A scheme for the tiny test models (d_model 16, 2 heads).
-pub(crate) fn scheme(yaml: &str) -> PositionalConfig {
-    let ctx = positional::SchemeContext {
-        d_model: 16,
-        heads: 2,
-        max_position: 100,
-    };
-    positional::parse(&serde_yaml::from_str(yaml).unwrap(), &ctx).unwrap()
-}
-
-/// A 2-layer, d_model 16 decoder over 9 tokens, seeded.
-pub(crate) fn tiny_model(positional: &PositionalConfig) -> Transformer<16, 64, Cpu> {
-    let dev: Cpu = Default::default();
-    let config = ModelConfig {
-        d_model: 16,
-        ff: 64,
-        layers: 2,
-        heads: 2,
-        activation: Activation::Gelu,
-        ..Default::default()
-    };
-    Transformer::new(&dev, &config, positional, 9, None, &mut rng(0))
+/// Mean cross-entropy over the tokens with nonzero `weights` (weights sum to 1).
+/// logits: (batch, seq, vocab); targets and weights: row-major (batch, seq).
+fn weighted_cross_entropy<Dev: Kernels, T: Tape<f32, Dev>>(
+    dev: &Dev,
+    logits: Tensor<(usize, usize, usize), f32, Dev, T>,
+    targets: &[usize],
+    weights: &[f32],
+) -> Tensor<Rank0, f32, Dev, T> {
+    let (b, s, v) = *logits.shape();
+    weighted_nll(
+        dev,
+        target_log_probs(logits.reshape_like(&(b * s, v)), targets),
+        weights,
+    )
 }
 
 #[test]

@@ -4,13 +4,13 @@
 //! Language-modelling tasks choose their own examples (validation windows)
 //! and also get the loss on the last quarter of each window.
 
+use super::batch::Batch;
 use crate::model::Transformer;
 use crate::nn::kernels::Kernels;
 use crate::options::seeds::stream;
 use crate::options::FieldError;
 use crate::positional::PositionalConfig;
 use crate::tasks::{Example, Task};
-use crate::training::train::Batch;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use super::spec::RunSpec;
 use crate::model::{with_widths, PositionStructure, Transformer, WithWidths};
 use crate::nn::kernels::Kernels;
 use crate::options::seeds::stream;
-use crate::tasks;
+use crate::tasks::{self, Task};
 use crate::training::eval::{self, EvalByLength};
 use crate::training::train::{
     self, DeviceKind, PositionLoss, Progress, TrainOutcome, TrainReport, TrainStreams,
@@ -35,21 +35,31 @@ pub fn execute(
 ) -> RunRecord {
     let started_at_unix = unix_now();
     let clock = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        inject_failure(&spec.run_id);
-        with_widths(&spec.config.model, Pipeline { spec, progress })
-    }));
-    // Rebuilt for the record's length facts; a task that cannot be rebuilt
-    // (e.g. its text file vanished since validation) already failed the run.
-    let (length_unit, language_model, (train_min, train_max)) = catch_unwind(|| {
-        let task = tasks::build(&spec.config.task);
-        (
+    // A task that cannot be rebuilt (e.g. its text file vanished since
+    // validation) fails the run, with default length facts.
+    let task = catch_unwind(|| tasks::build(&spec.config.task));
+    let (length_unit, language_model, (train_min, train_max)) = match &task {
+        Ok(task) => (
             task.length_unit().to_string(),
             task.language_model(),
             task.seen_lengths(),
-        )
-    })
-    .unwrap_or_default();
+        ),
+        Err(_) => Default::default(),
+    };
+    let outcome = task.and_then(|task| {
+        catch_unwind(AssertUnwindSafe(|| {
+            inject_failure(&spec.run_id);
+            let task = task.as_ref();
+            with_widths(
+                &spec.config.model,
+                Pipeline {
+                    spec,
+                    task,
+                    progress,
+                },
+            )
+        }))
+    });
     let mut record = RunRecord {
         run_id: spec.run_id.clone(),
         group_id: spec.group_id.clone(),
@@ -106,6 +116,7 @@ pub fn execute(
 
 struct Pipeline<'a> {
     spec: &'a RunSpec,
+    task: &'a dyn Task,
     progress: &'a mut dyn FnMut(Progress),
 }
 
@@ -114,13 +125,19 @@ impl WithWidths for Pipeline<'_> {
     fn run<const D: usize, const F: usize>(self) -> Measured {
         let dropout_seed = stream(self.spec.seed, "dropout").next_u64();
         match self.spec.config.train.device {
-            DeviceKind::Cpu => {
-                on_device::<D, F, Cpu>(self.spec, Cpu::seed_from_u64(dropout_seed), self.progress)
-            }
+            DeviceKind::Cpu => on_device::<D, F, Cpu>(
+                self.spec,
+                self.task,
+                Cpu::seed_from_u64(dropout_seed),
+                self.progress,
+            ),
             #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => {
-                on_device::<D, F, Cuda>(self.spec, Cuda::seed_from_u64(dropout_seed), self.progress)
-            }
+            DeviceKind::Cuda => on_device::<D, F, Cuda>(
+                self.spec,
+                self.task,
+                Cuda::seed_from_u64(dropout_seed),
+                self.progress,
+            ),
             #[cfg(not(feature = "cuda"))]
             DeviceKind::Cuda => {
                 unreachable!("device cuda is rejected at config time without the cuda feature")
@@ -131,11 +148,11 @@ impl WithWidths for Pipeline<'_> {
 
 fn on_device<const D: usize, const F: usize, Dev: Kernels>(
     spec: &RunSpec,
+    task: &dyn Task,
     dev: Dev,
     progress: &mut dyn FnMut(Progress),
 ) -> Measured {
     let cfg = &spec.config;
-    let task = tasks::build(&cfg.task);
     let mut weights = stream(spec.seed, "weights");
     let mut model = Transformer::<D, F, Dev>::new(
         &dev,
@@ -151,7 +168,7 @@ fn on_device<const D: usize, const F: usize, Dev: Kernels>(
     };
     let training = train::train(
         &mut model,
-        task.as_ref(),
+        task,
         &cfg.positional,
         &cfg.train,
         &mut streams,
@@ -164,7 +181,7 @@ fn on_device<const D: usize, const F: usize, Dev: Kernels>(
                 .input_len(longest.max(task.train_lengths().1))
                 .min(STRUCTURE_POSITIONS);
             (
-                eval::evaluate(&model, task.as_ref(), &cfg.positional, &cfg.eval),
+                eval::evaluate(&model, task, &cfg.positional, &cfg.eval),
                 model.position_structure(positions),
             )
         }
