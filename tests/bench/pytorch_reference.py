@@ -22,7 +22,7 @@ only). Evaluation: a forward under no_grad.
 their summed training tokens/s, the figure to compare with `posembed bench
 --model s1 --jobs N`. Each process uses one thread unless `--threads` says
 otherwise: PyTorch's own default is one per core, which for a single run
-can be faster or slower than one thread depending on the machine (README,
+can be faster or slower than one thread depending on the machine (reports/performance/README.md,
 "Against PyTorch eager"). One JSON object per line with --json,
 with the same keys as `posembed bench --json`.
 """
