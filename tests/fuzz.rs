@@ -66,13 +66,6 @@ const DICTIONARY: &[&str] = &[
     "%YAML",
     "---",
     "...",
-    "none",
-    "rope",
-    "alibi",
-    "learned",
-    "text",
-    "copy",
-    "associative_recall",
     "randomized",
     "fusion",
     "concat",
@@ -116,7 +109,17 @@ fn seeds() -> Vec<String> {
 }
 
 /// One random edit of `text` (or of a splice of it with `other`).
+/// The dictionary plus every registered scheme and task name, so that a new
+/// one is fuzzed without being listed here.
+fn dictionary() -> Vec<&'static str> {
+    let mut words = DICTIONARY.to_vec();
+    words.extend(posembed::positional::names());
+    words.extend(posembed::tasks::names());
+    words
+}
+
 fn mutate(text: &str, other: &str, rng: &mut ChaCha8Rng) -> String {
+    let dictionary = dictionary();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     if lines.is_empty() {
         lines.push(String::new());
@@ -130,7 +133,7 @@ fn mutate(text: &str, other: &str, rng: &mut ChaCha8Rng) -> String {
                 .collect();
             if !words.is_empty() {
                 let k = rng.gen_range(0..words.len());
-                let token = DICTIONARY[rng.gen_range(0..DICTIONARY.len())];
+                let token = dictionary[rng.gen_range(0..dictionary.len())];
                 let mut line: String = words[..k].concat();
                 line.push_str(token);
                 line.push_str(&words[k + 1..].concat());

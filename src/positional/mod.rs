@@ -137,7 +137,7 @@ pub fn parse(
     let randomized = match rest.remove("randomized") {
         None | Some(serde_yaml::Value::Null) => None,
         Some(value) => {
-            if !visit(&scheme, ReadsPositions).expect("a registered name") {
+            if !reads_positions(&scheme) {
                 return Err(FieldError::new(
                     &["randomized"],
                     format!("scheme `{scheme}` reads no positions, so it cannot randomize them; valid: a scheme other than none"),
@@ -207,6 +207,11 @@ pub fn examples() -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// Whether scheme `name` reads integer positions ([`SchemeDef::READS_POSITIONS`]).
+pub fn reads_positions(name: &str) -> bool {
+    visit(name, ReadsPositions).expect("a registered name")
 }
 
 struct ReadsPositions;
