@@ -27,40 +27,68 @@ fn rank(module: &str) -> Option<usize> {
 }
 
 /// The top-level modules named by `crate::` paths in `text`, with their line
-/// numbers, including each name of a `use crate::{a, b::c}` group.
+/// numbers, including each name of a `use crate::{a, b::{c, d}}` group, which
+/// may span lines.
 fn references(text: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut rest = line;
-        while let Some(at) = rest.find("crate::") {
-            let tail = &rest[at + "crate::".len()..];
-            if let Some(group) = tail.strip_prefix('{') {
-                // A group may span lines; the first names are on this one.
-                let body = group.split('}').next().unwrap_or("");
-                for item in body.split(',') {
-                    let name = item.trim().split("::").next().unwrap_or("").trim();
-                    if !name.is_empty() {
-                        found.push((n + 1, name.to_string()));
-                    }
-                }
-            } else {
-                let name: String = tail
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let is_macro = tail[name.len()..].starts_with('!');
-                let module = match MACROS.iter().find(|(m, _)| is_macro && *m == name) {
-                    Some((_, defined_in)) => defined_in.to_string(),
-                    None => name,
-                };
-                if !module.is_empty() {
-                    found.push((n + 1, module));
-                }
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(at) = rest.find("crate::") {
+        let line = text[..offset + at].matches('\n').count() + 1;
+        let tail = &rest[at + "crate::".len()..];
+        if let Some(group) = tail.strip_prefix('{') {
+            for name in group_heads(group) {
+                found.push((line, name));
             }
-            rest = tail;
+        } else {
+            let name: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let is_macro = tail[name.len()..].starts_with('!');
+            let module = match MACROS.iter().find(|(m, _)| is_macro && *m == name) {
+                Some((_, defined_in)) => defined_in.to_string(),
+                None => name,
+            };
+            if !module.is_empty() {
+                found.push((line, module));
+            }
         }
+        offset += at + "crate::".len();
+        rest = &text[offset..];
     }
     found
+}
+
+/// The first path segment of each item of a `{…}` group (the text after
+/// its opening brace), up to the matching closing brace.
+fn group_heads(group: &str) -> Vec<String> {
+    let (mut depth, mut item, mut heads) = (0usize, String::new(), Vec::new());
+    let mut push = |item: &mut String| {
+        let head = item
+            .trim()
+            .split("::")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if !head.is_empty() && head != "self" {
+            heads.push(head);
+        }
+        item.clear();
+    };
+    for c in group.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => push(&mut item),
+            _ if depth == 0 => item.push(c),
+            _ => {}
+        }
+    }
+    push(&mut item);
+    heads
 }
 
 /// Edges that go back up the order: (line, from, to).
@@ -147,10 +175,11 @@ fn every_top_level_module_has_a_layer() {
 
 #[test]
 fn the_checker_catches_back_and_sideways_edges() {
-    let text = "use crate::options::FieldError;\nuse crate::{model, nn::Act};\nfn f() { crate::tasks::build(); }\ncrate::registry!(X => Y);\n";
+    let text = "use crate::options::FieldError;\nuse crate::{model, nn::Act};\nfn f() { crate::tasks::build(); }\ncrate::registry!(X => Y);\nuse crate::{\n    nn::{hooks::Positions, Act},\n    sweep,\n};\n";
     let edges = back_edges("positional", text);
     let lines: Vec<usize> = edges.iter().map(|(l, _)| *l).collect();
-    assert_eq!(lines, vec![2, 3], "{edges:?}");
+    assert_eq!(lines, vec![2, 3, 5], "{edges:?}");
+    assert!(edges[2].1.contains("`sweep`"), "{edges:?}");
     assert!(edges[0].1.contains("later layer"), "{edges:?}");
     assert!(edges[1].1.contains("same layer"), "{edges:?}");
     assert!(back_edges("sweep", text).is_empty());

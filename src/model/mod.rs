@@ -2,7 +2,7 @@
 //! (`d_model` = D, `ff` = F) and runtime batch, sequence, layers and heads.
 
 pub mod attention;
-mod feed_forward;
+pub mod feed_forward;
 pub mod layers;
 mod structure;
 pub use structure::{PositionStructure, StructurePanel};
@@ -169,7 +169,7 @@ impl<const D: usize, const F: usize, Dev: Kernels> Block<D, F, Dev> {
         let x = self.attention.forward(x, layer, ctx); // (b, s, D)
                                                        // Fused exactly when the layer's attention is, so results stay bit-identical.
         self.feed_forward
-            .forward(x, ctx.fusable(layer), ctx.dropout) // (b, s, D)
+            .forward(x, ctx.fusable(layer), ctx.dropout)
     }
 
     fn visit_params(&mut self, f: &mut ParamVisitor<Dev>) {

@@ -2,7 +2,7 @@
 //! errors found after parsing (in merged or resolved values) can still point
 //! at the text the user wrote.
 
-use crate::options::Seg;
+use super::Seg;
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;

@@ -4,8 +4,7 @@
 
 use super::fusion::{self, Fusion};
 use super::{BuildContext, SchemeContext, SchemeDef};
-use crate::nn::hooks::InputLayout;
-use crate::nn::hooks::{Embedded, OTape, PositionalLayer, Positions};
+use crate::nn::hooks::{Embedded, InputLayout, OTape, PositionalLayer, Positions};
 use crate::nn::param::{Param, ParamVisitor};
 use crate::options::registry::Registered;
 use crate::options::FieldError;

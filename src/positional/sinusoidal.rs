@@ -5,8 +5,7 @@
 
 use super::fusion::{self, Fusion};
 use super::{constant, BuildContext, Memo, SchemeContext, SchemeDef};
-use crate::nn::hooks::InputLayout;
-use crate::nn::hooks::{Embedded, PositionalLayer, Positions};
+use crate::nn::hooks::{Embedded, InputLayout, PositionalLayer, Positions};
 use crate::options::registry::Registered;
 use crate::options::FieldError;
 use dfdx::prelude::*;

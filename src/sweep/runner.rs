@@ -2,11 +2,9 @@
 //! frames → report. One failing run never stops the others; an interrupt
 //! stops launching runs and still writes the frames of what completed.
 
-use crate::experiment::config;
-use crate::experiment::plan;
+use crate::experiment::{config, plan};
 use crate::report;
-use crate::store::frames;
-use crate::store::records;
+use crate::store::{frames, records};
 use crate::training::record::{Provenance, RunRecord, Status};
 use crate::training::run;
 use crate::training::spec::RunSpec;

@@ -5,7 +5,7 @@
 //! the CPU fuses. The CPU overrides them with fused forward and backward
 //! passes on host arrays, recorded on dfdx's tape as custom ops; the
 //! sublayers' readable reference is the model's own composition
-//! (`model::attention`, `model::FeedForward`), and the fused versions are
+//! (`model::attention::composed`, `model::feed_forward::composed`), and the fused versions are
 //! tested against it bit for bit where they must agree and to 1e-4 elsewhere
 //! (`model::sublayer_tests`). dfdx 0.13's CPU kernels are scalar and strided, its matrix
 //! products use an older gemm, and every op boundary costs an allocation,
