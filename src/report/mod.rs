@@ -193,6 +193,19 @@ fn opt_f64s(df: &DataFrame, name: &str) -> anyhow::Result<Vec<Option<f64>>> {
     Ok((0..ca.len()).map(|i| ca.get(i)).collect())
 }
 
+/// Each run's parameters (dotted columns and `seed`) as text.
+fn run_params(runs: &DataFrame) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
+    let mut params: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); runs.height()];
+    for name in runs.get_column_names() {
+        if name.contains('.') || name.as_str() == SEED.name {
+            for (i, v) in strings(runs, name)?.into_iter().enumerate() {
+                params[i].insert(name.to_string(), v);
+            }
+        }
+    }
+    Ok(params)
+}
+
 impl ReportData {
     pub fn from_frames(frames: &Frames) -> anyhow::Result<Self> {
         let r = &frames.runs;
@@ -206,14 +219,7 @@ impl ReportData {
         let (mins, maxs) = (u64s(r, TRAIN_MIN.name)?, u64s(r, TRAIN_MAX.name)?);
         let language_model = bools_or_false(r, LANGUAGE_MODEL.name)?;
         let tokens_per_s = f64s(r, TRAIN_TOKENS_PER_S.name)?;
-        let mut params: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); r.height()];
-        for name in r.get_column_names() {
-            if name.contains('.') || name.as_str() == SEED.name {
-                for (i, v) in strings(r, name)?.into_iter().enumerate() {
-                    params[i].insert(name.to_string(), v);
-                }
-            }
-        }
+        let mut params = run_params(r)?;
         let labels = row_labels(&params, &schemes);
         let runs = (0..r.height())
             .map(|i| RunRow {
@@ -291,11 +297,6 @@ impl ReportData {
             curves,
             structure,
         })
-    }
-
-    /// Every parameter (dotted names and `seed`) with its distinct values.
-    fn parameter_values(&self) -> BTreeMap<String, Vec<String>> {
-        flat::values_by_parameter(self.runs.iter().map(|r| &r.params))
     }
 
     /// Distinct values in first-appearance (plan) order.
@@ -611,7 +612,7 @@ pub fn configure(
         UsageError(format!("--{}: {}", key.replace('_', "-"), err.message))
     };
     let cfg: ReportConfig = crate::options::parse(&serde_yaml::to_value(&map)?).map_err(flag)?;
-    let params = ReportData::from_frames(frames)?.parameter_values();
+    let params = flat::values_by_parameter(&run_params(&frames.runs)?);
     cfg.check(&params).map_err(flag)?;
     Ok(cfg)
 }
